@@ -1,1 +1,136 @@
-fn main() {}
+//! The `concierge` binary: wiring only. Each subcommand parses its arguments, loads the
+//! configuration and hands over to the crates that do the work.
+
+mod chat;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use concierge_server::config::LogFormat;
+use concierge_server::{Config, Server};
+
+#[derive(Parser)]
+#[command(name = "concierge", version, about = "Self-hosted AI agent server for customer support")]
+struct Cli {
+    /// Configuration file (TOML). `CONCIERGE_SECTION__KEY` variables override its values.
+    #[arg(long, short, global = true, env = "CONCIERGE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API with the given configuration.
+    Serve,
+    /// Create or upgrade the store's tables, then exit.
+    Migrate,
+    /// Run the Acme demo: the company's backend and Concierge configured to use it.
+    Demo(demo::DemoArgs),
+    /// Talk to a running Concierge from the terminal.
+    Chat(chat::ChatArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(cli.config).await,
+            Command::Migrate => migrate(cli.config).await,
+            Command::Demo(args) => demo::run(cli.config, args).await,
+            Command::Chat(args) => chat::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads the configuration and starts logging as it asks.
+pub(crate) fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let config = Config::load(file)?;
+    init_logging(&config);
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet_dependencies(&config.log.level)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (not possible in this binary) would only be ignored.
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// The search engine logs every index commit at `info`; keep it at `warn` unless the filter
+/// names it.
+fn quiet_dependencies(level: &str) -> String {
+    if level.contains("tantivy") {
+        level.to_owned()
+    } else {
+        format!("{level},tantivy=warn")
+    }
+}
+
+async fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(config_file.as_deref())?;
+    let server = Server::build(&config).await?;
+    tracing::info!(addr = %server.local_addr()?, store = %redacted_store(&config), "concierge listening");
+    server.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn migrate(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(config_file.as_deref())?;
+    let store = concierge_store::open(&config.store_url()).await?;
+    store.migrate().await?;
+    println!("migrated the {} store at {}", store.backend(), redacted_store(&config));
+    Ok(())
+}
+
+/// The store URL without credentials, for messages.
+pub(crate) fn redacted_store(config: &Config) -> String {
+    let url = config.store_url();
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url,
+        },
+        None => url,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so a container stop finishes requests in flight.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

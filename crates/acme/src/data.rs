@@ -112,9 +112,9 @@ impl AcmeData {
         let orders_path = dir.join("orders.json");
         let orders: Vec<Order> = read_json(&orders_path)?;
         let data = AcmeData {
-            products: products.into_iter().map(|p| (p.sku.clone(), p)).collect(),
-            customers: customers.into_iter().map(|c| (c.id.clone(), c)).collect(),
-            orders: orders.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            products: keyed(products, |p| &p.sku, &dir.join("products.json"))?,
+            customers: keyed(customers, |c| &c.id, &dir.join("customers.json"))?,
+            orders: keyed(orders, |o| &o.id, &orders_path)?,
         };
         for order in data.orders.values() {
             let problem = if !data.customers.contains_key(&order.customer_id) {
@@ -132,6 +132,18 @@ impl AcmeData {
         }
         Ok(data)
     }
+}
+
+/// Records by id; a repeated id is an error rather than a silently dropped record.
+fn keyed<T>(records: Vec<T>, id: impl Fn(&T) -> &String, path: &Path) -> Result<BTreeMap<String, T>, LoadError> {
+    let mut map = BTreeMap::new();
+    for record in records {
+        let key = id(&record).clone();
+        if map.insert(key.clone(), record).is_some() {
+            return Err(LoadError::Inconsistent { path: path.to_owned(), problem: format!("id {key} appears twice") });
+        }
+    }
+    Ok(map)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LoadError> {

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -26,17 +26,30 @@ pub struct AcmeState {
     inner: Arc<Mutex<Inner>>,
 }
 
+struct Remembered {
+    request: String,
+    status: StatusCode,
+    body: Value,
+}
+
 struct Inner {
     data: AcmeData,
     tickets: Vec<Value>,
     refunds: Vec<Value>,
-    /// `Idempotency-Key` → the first answer given for it.
-    replies: HashMap<String, (StatusCode, Value)>,
+    /// (endpoint, `Idempotency-Key`) → the request it came with and the first answer.
+    replies: HashMap<(&'static str, String), Remembered>,
 }
 
 impl AcmeState {
     pub fn new(data: AcmeData) -> Self {
-        Self { inner: Arc::new(Mutex::new(Inner { data, tickets: Vec::new(), refunds: Vec::new(), replies: HashMap::new() })) }
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                data,
+                tickets: Vec::new(),
+                refunds: Vec::new(),
+                replies: HashMap::new(),
+            })),
+        }
     }
 }
 
@@ -135,7 +148,7 @@ async fn cancel_order(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let mut inner = state.inner.lock().await;
-    if let Some(reply) = replay(&inner, &headers) {
+    if let Some(reply) = replay(&inner, &headers, "cancel", &id)? {
         return Ok(reply);
     }
     let order = inner.data.orders.get_mut(&id).ok_or_else(|| order_not_found(&id))?;
@@ -149,10 +162,10 @@ async fn cancel_order(
     order.status = "cancelled".into();
     order.shipping.estimated_delivery = None;
     let body = json!({ "order_id": id, "status": "cancelled" });
-    Ok(remember(&mut inner, &headers, StatusCode::OK, body))
+    Ok(remember(&mut inner, &headers, "cancel", &id, StatusCode::OK, body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RefundRequest {
     order_id: String,
@@ -167,21 +180,23 @@ async fn create_refund(
     body: Result<Json<RefundRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
+    let fingerprint = serde_json::to_string(&req).unwrap_or_default();
     let mut inner = state.inner.lock().await;
-    if let Some(reply) = replay(&inner, &headers) {
+    if let Some(reply) = replay(&inner, &headers, "refund", &fingerprint)? {
         return Ok(reply);
     }
     if req.amount_cents <= 0 {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", "amount_cents must be positive"));
     }
-    if req.amount_cents > REFUND_APPROVAL_LIMIT_CENTS && req.approved_by.as_deref().is_none_or(str::is_empty) {
+    let order = inner.data.orders.get_mut(&req.order_id).ok_or_else(|| order_not_found(&req.order_id))?;
+    let approver = req.approved_by.as_deref().map(str::trim).unwrap_or("");
+    if req.amount_cents > REFUND_APPROVAL_LIMIT_CENTS && approver.is_empty() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "approval_required",
             format!("refunds above {REFUND_APPROVAL_LIMIT_CENTS} cents need approved_by"),
         ));
     }
-    let order = inner.data.orders.get_mut(&req.order_id).ok_or_else(|| order_not_found(&req.order_id))?;
     let refundable = refundable_cents(order);
     if req.amount_cents > refundable {
         return Err(ApiError::new(
@@ -192,7 +207,10 @@ async fn create_refund(
     }
     let total_refunded = order.refunded_cents() + req.amount_cents;
     order.refund = Some(Refund { amount_cents: total_refunded, refunded_at: now(), reason: req.reason.clone() });
-    order.status = "refunded".into();
+    // A partial refund keeps the order's shipping state; only a full one changes it.
+    if total_refunded >= order.total_cents {
+        order.status = "refunded".into();
+    }
     let refund = json!({
         "refund_id": format!("R-{}", uuid::Uuid::new_v4().simple()),
         "order_id": req.order_id,
@@ -203,10 +221,10 @@ async fn create_refund(
         "status": "issued",
     });
     inner.refunds.push(refund.clone());
-    Ok(remember(&mut inner, &headers, StatusCode::CREATED, refund))
+    Ok(remember(&mut inner, &headers, "refund", &fingerprint, StatusCode::CREATED, refund))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct TicketRequest {
     subject: String,
@@ -222,8 +240,9 @@ async fn create_ticket(
     body: Result<Json<TicketRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
+    let fingerprint = serde_json::to_string(&req).unwrap_or_default();
     let mut inner = state.inner.lock().await;
-    if let Some(reply) = replay(&inner, &headers) {
+    if let Some(reply) = replay(&inner, &headers, "ticket", &fingerprint)? {
         return Ok(reply);
     }
     if req.subject.trim().is_empty() {
@@ -242,6 +261,16 @@ async fn create_ticket(
             return Err(customer_not_found(customer));
         }
     }
+    if let Some(order_id) = &req.order_id {
+        let order = inner.data.orders.get(order_id).ok_or_else(|| order_not_found(order_id))?;
+        if req.customer_id.as_ref().is_some_and(|c| *c != order.customer_id) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "order_of_another_customer",
+                format!("order {order_id} does not belong to the given customer"),
+            ));
+        }
+    }
     let ticket = json!({
         "id": format!("T-{}", 5001 + inner.tickets.len()),
         "subject": req.subject,
@@ -253,18 +282,40 @@ async fn create_ticket(
         "created_at": now(),
     });
     inner.tickets.push(ticket.clone());
-    Ok(remember(&mut inner, &headers, StatusCode::CREATED, ticket))
+    Ok(remember(&mut inner, &headers, "ticket", &fingerprint, StatusCode::CREATED, ticket))
 }
 
-/// The first answer given for this request's `Idempotency-Key`, if any.
-fn replay(inner: &Inner, headers: &HeaderMap) -> Option<Response> {
-    let key = idempotency_key(headers)?;
-    inner.replies.get(key).map(|(status, body)| (*status, Json(body.clone())).into_response())
+/// The first answer given for this endpoint and `Idempotency-Key`, if any. The same key
+/// with a different request is refused: replaying an unrelated answer would hide a mistake.
+fn replay(
+    inner: &Inner,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    request: &str,
+) -> Result<Option<Response>, ApiError> {
+    let Some(key) = idempotency_key(headers) else { return Ok(None) };
+    match inner.replies.get(&(endpoint, key.to_owned())) {
+        None => Ok(None),
+        Some(first) if first.request == request => Ok(Some((first.status, Json(first.body.clone())).into_response())),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request",
+        )),
+    }
 }
 
-fn remember(inner: &mut Inner, headers: &HeaderMap, status: StatusCode, body: Value) -> Response {
+fn remember(
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    request: &str,
+    status: StatusCode,
+    body: Value,
+) -> Response {
     if let Some(key) = idempotency_key(headers) {
-        inner.replies.insert(key.to_owned(), (status, body.clone()));
+        let remembered = Remembered { request: request.to_owned(), status, body: body.clone() };
+        inner.replies.insert((endpoint, key.to_owned()), remembered);
     }
     (status, Json(body)).into_response()
 }

@@ -78,7 +78,10 @@ fn parse_request(body: &[u8]) -> Result<String, String> {
 fn fault(code: &str, message: &str) -> Response {
     xml_response(
         StatusCode::INTERNAL_SERVER_ERROR,
-        &format!("<soap:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring></soap:Fault>", escape(message)),
+        &format!(
+            "<soap:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring></soap:Fault>",
+            escape(message)
+        ),
     )
 }
 
@@ -103,7 +106,8 @@ mod tests {
         let prefixed = br#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:a="urn:acme:loyalty">
             <soap:Body><a:GetLoyaltyBalance><a:CustomerId> C-1001 </a:CustomerId></a:GetLoyaltyBalance></soap:Body></soap:Envelope>"#;
         assert_eq!(parse_request(prefixed).unwrap(), "C-1001");
-        let plain = b"<Envelope><Body><GetLoyaltyBalance><CustomerId>C-1002</CustomerId></GetLoyaltyBalance></Body></Envelope>";
+        let plain =
+            b"<Envelope><Body><GetLoyaltyBalance><CustomerId>C-1002</CustomerId></GetLoyaltyBalance></Body></Envelope>";
         assert_eq!(parse_request(plain).unwrap(), "C-1002");
     }
 

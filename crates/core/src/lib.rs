@@ -11,9 +11,9 @@ mod text;
 
 pub use ids::{ApprovalId, ConversationId, DocumentId, JobId, MessageId, ParseIdError, TenantId, TicketId};
 pub use records::{
-    ApiKeyRecord, ApiRole, Approval, ApprovalStatus, Checkpoint, Chunk, Conversation, ConversationStatus,
-    Document, Feedback, Job, JobState, Message, Role, Tenant, Ticket, TicketPriority, TicketStatus,
-    ToolCallOutcome, ToolCallRecord, UsageRecord, UsageSummary,
+    ApiKeyRecord, ApiRole, Approval, ApprovalStatus, Checkpoint, Chunk, Conversation, ConversationStatus, Document,
+    Feedback, Job, JobState, Message, Role, Tenant, Ticket, TicketPriority, TicketStatus, ToolCallOutcome,
+    ToolCallRecord, UsageRecord, UsageSummary,
 };
 pub use text::{MessageText, TextError};
 

@@ -51,7 +51,12 @@ impl ExtractiveAnswer {
                 citations.push(citation(citations.len() + 1, hit));
             }
         }
-        let mut text = format!("From \"{}\" ({}):\n\n{} [1]", best.title, best.heading, quote(&best.text));
+        let source = if best.heading == best.title {
+            format!("\"{}\"", best.title)
+        } else {
+            format!("\"{}\" ({})", best.title, best.heading)
+        };
+        let mut text = format!("From {source}:\n\n{} [1]", quote(&best.text));
         if citations.len() > 1 {
             let more: Vec<String> = citations[1..].iter().map(|c| format!("\"{}\" [{}]", c.title, c.n)).collect();
             text.push_str(&format!("\n\nSee also: {}.", more.join(", ")));

@@ -50,7 +50,8 @@ impl Article {
     /// Parses one article file's text.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ArticleError> {
         let rest = text.strip_prefix("+++").ok_or_else(|| ArticleError::NoFrontMatter { path: path.to_owned() })?;
-        let (front, body) = rest.split_once("\n+++").ok_or_else(|| ArticleError::NoFrontMatter { path: path.to_owned() })?;
+        let (front, body) =
+            rest.split_once("\n+++").ok_or_else(|| ArticleError::NoFrontMatter { path: path.to_owned() })?;
         let mut article: Article = toml::from_str(front)
             .map_err(|e| ArticleError::FrontMatter { path: path.to_owned(), message: e.message().to_owned() })?;
         let body = body.trim();
@@ -133,7 +134,8 @@ mod tests {
         assert!(err.to_string().contains("x.md: missing front matter"), "{err}");
         let err = Article::parse(Path::new("y.md"), "+++\ntitle = \"t\"\n+++\nbody").unwrap_err();
         assert!(err.to_string().contains("y.md: front matter: missing field `id`"), "{err}");
-        let err = Article::parse(Path::new("z.md"), "+++\nid=\"a\"\ntitle=\"t\"\ncategory=\"c\"\n+++\n  \n").unwrap_err();
+        let err =
+            Article::parse(Path::new("z.md"), "+++\nid=\"a\"\ntitle=\"t\"\ncategory=\"c\"\n+++\n  \n").unwrap_err();
         assert!(matches!(err, ArticleError::EmptyBody { .. }));
     }
 }

@@ -3,7 +3,9 @@
 use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING};
-use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
 use tantivy::{doc, Index, IndexReader, TantivyDocument};
 
 use crate::article::{split_sections, Article};
@@ -128,7 +130,8 @@ impl KeywordIndex {
 }
 
 fn analyzer() -> TextAnalyzer {
-    let builder = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
+    let builder =
+        TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
     match StopWordFilter::new(Language::English) {
         Some(stop) => builder.filter(stop).filter(Stemmer::new(Language::English)).build(),
         None => builder.filter(Stemmer::new(Language::English)).build(),
@@ -159,7 +162,11 @@ mod tests {
 
     fn index() -> KeywordIndex {
         KeywordIndex::build(&[
-            article("tracking", "Tracking your order", "Find your tracking number.\n\n## Delays\n\nCarriers sometimes run late."),
+            article(
+                "tracking",
+                "Tracking your order",
+                "Find your tracking number.\n\n## Delays\n\nCarriers sometimes run late.",
+            ),
             article("password", "Resetting your password", "Use the reset link we email you."),
         ])
         .unwrap()

@@ -1,0 +1,10 @@
+//! Concierge's support agent. This slice holds the tool layer: tools declared in
+//! configuration, their arguments extracted by pattern and validated by JSON Schema, called
+//! over HTTP (JSON or SOAP/XML), and every call written to the audit log.
+//!
+//! Invariant: the system executes tools, never a model; no call leaves without validated
+//! arguments, and none leaves without an audit record.
+
+pub mod tools;
+
+pub use tools::{BackendSpec, CallContext, Risk, ToolCallResult, ToolConfigError, ToolError, ToolRegistry, ToolSpec};

@@ -1,0 +1,67 @@
+//! The router: routes, limits, deadlines, request ids, and JSON answers for everything that
+//! goes wrong before a handler runs (unknown route, wrong method, panic).
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+use crate::routes::{self, AppState};
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the whole HTTP application.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let api = Router::new()
+        .route("/v1/conversations", post(routes::create_conversation))
+        .route("/v1/conversations/{id}", get(routes::get_conversation))
+        .route("/v1/conversations/{id}/messages", post(routes::post_message))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    let deadline = limits.request_timeout;
+    api.layer(middleware::from_fn(move |req: Request, next: Next| enforce_deadline(deadline, req, next)))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::Extension(BodyLimit(limits.max_body_bytes)))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // Method, path and request id only: bodies and query strings may carry PII.
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn enforce_deadline(deadline: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::DeadlineExceeded { secs: deadline.as_secs() }.into_response(),
+    }
+}
+
+async fn route_not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::RouteNotFound { method: method.to_string(), path: uri.path().chars().take(200).collect() }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

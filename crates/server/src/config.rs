@@ -1,0 +1,338 @@
+//! Configuration: one TOML file, then `CONCIERGE_…` environment variables on top, then the
+//! secrets, which come only from the environment.
+//!
+//! Everything is checked before anything starts: a bad value names the file (or variable),
+//! the key and what was expected, and the process exits non-zero.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use std::collections::BTreeMap;
+
+use concierge_agent::{BackendSpec, ToolRegistry, ToolSpec};
+use concierge_core::TenantId;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one Concierge process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub tenant: TenantConfig,
+    pub knowledge: KnowledgeConfig,
+    pub log: LogConfig,
+    /// The company's APIs, by name: base URL and the variable holding the token.
+    pub backends: BTreeMap<String, BackendSpec>,
+    /// Declared tools (see `concierge_agent::ToolSpec`), in the order they are tried.
+    pub tools: Vec<ToolSpec>,
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Longest customer message accepted, in characters; longer ones get 422.
+    pub max_message_chars: usize,
+    /// Deadline for one request, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` or `postgres://…`. A URL with a password must come from the
+    /// `DATABASE_URL` environment variable, never from the file.
+    pub url: String,
+}
+
+/// The company this process serves until multi-tenant keys arrive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    pub id: TenantId,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeConfig {
+    /// Folder of Markdown articles with `+++` TOML front matter. Optional: without it
+    /// Concierge answers that it has no knowledge base.
+    pub path: Option<PathBuf>,
+    /// How many passages a search returns.
+    pub top_k: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `json` (one object per line) or `pretty`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `concierge_server=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Secrets, read from the environment only and never printed (`Debug` shows `[REDACTED]`).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// `DATABASE_URL`: overrides `store.url` and may carry a password.
+    pub database_url: Option<SecretString>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 64 * 1024,
+            max_message_chars: 4_000,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://data/concierge.db".into() }
+    }
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        Self {
+            id: TenantId::try_from("default".to_owned()).expect("`default` is a valid tenant id"),
+            name: "Default".into(),
+        }
+    }
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self { path: None, top_k: 5 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Json, level: "info".into() }
+    }
+}
+
+/// A configuration that cannot be used. The message names the source, the key and what was
+/// expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration: key `{key}` {problem} (source: {source_name})")]
+    Value { key: &'static str, problem: String, source_name: String },
+    #[error("invalid configuration: {problem} (source: {source_name})")]
+    Tools { problem: String, source_name: String },
+}
+
+impl Config {
+    /// Loads `file` (if given; it must then exist), applies `CONCIERGE_SECTION__KEY`
+    /// environment variables (e.g. `CONCIERGE_SERVER__BIND=0.0.0.0:8080`), reads the secrets
+    /// from the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Missing(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only `SECTION__KEY` variables are configuration; other `CONCIERGE_` variables
+        // (ports of the demo, the models folder) belong to other parts of the program.
+        figment = figment.merge(Env::prefixed("CONCIERGE_").split("__").filter(|key| key.as_str().contains('.')));
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.secrets = Secrets::from_env();
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// The store URL to use: `DATABASE_URL` if set, else `store.url`.
+    pub fn store_url(&self) -> String {
+        match &self.secrets.database_url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => self.store.url.clone(),
+        }
+    }
+
+    fn validate(&self, file: Option<&Path>) -> Result<(), ConfigError> {
+        let source_name = file.map_or_else(|| "defaults and environment".to_owned(), |p| p.display().to_string());
+        let fail = |key, problem: String| Err(ConfigError::Value { key, problem, source_name: source_name.clone() });
+        let s = &self.server;
+        if !(1024..=16 * 1024 * 1024).contains(&s.max_body_bytes) {
+            return fail("server.max_body_bytes", format!("is {}; expected 1024 to 16777216 bytes", s.max_body_bytes));
+        }
+        if !(1..=100_000).contains(&s.max_message_chars) {
+            return fail("server.max_message_chars", format!("is {}; expected 1 to 100000", s.max_message_chars));
+        }
+        if !(1..=3600).contains(&s.request_timeout_secs) {
+            return fail("server.request_timeout_secs", format!("is {}; expected 1 to 3600", s.request_timeout_secs));
+        }
+        let url = &self.store.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return fail("store.url", format!("is `{url}`; expected sqlite://PATH or postgres://…"));
+        }
+        if has_password(url) {
+            return fail(
+                "store.url",
+                "holds a password; put credentials in the DATABASE_URL environment variable".into(),
+            );
+        }
+        if !(1..=50).contains(&self.knowledge.top_k) {
+            return fail("knowledge.top_k", format!("is {}; expected 1 to 50", self.knowledge.top_k));
+        }
+        if let Some(path) = &self.knowledge.path {
+            if !path.is_dir() {
+                return fail("knowledge.path", format!("is `{}`, which is not a folder", path.display()));
+            }
+        }
+        if self.log.level.parse::<tracing_level::Filter>().is_err() {
+            return fail("log.level", format!("is `{}`; expected a filter such as `info` or `debug`", self.log.level));
+        }
+        self.tool_registry().map_err(|e| ConfigError::Tools { problem: e.to_string(), source_name })?;
+        Ok(())
+    }
+
+    /// The declared tools, compiled; secrets named by `token_env` come from the environment.
+    pub fn tool_registry(&self) -> Result<ToolRegistry, concierge_agent::ToolConfigError> {
+        ToolRegistry::new(&self.tools, &self.backends, |var| std::env::var(var).ok())
+    }
+}
+
+impl Secrets {
+    fn from_env() -> Self {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(SecretString::from);
+        Self { database_url: get("DATABASE_URL") }
+    }
+}
+
+/// Whether a URL carries `user:password@`.
+fn has_password(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// figment's error, with every error of the chain and where it came from.
+fn describe(error: figment::Error) -> String {
+    error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+/// Checks a log filter without pulling the subscriber into this crate.
+mod tracing_level {
+    pub struct Filter;
+    impl std::str::FromStr for Filter {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let ok = !s.trim().is_empty()
+                && s.split(',').all(|part| {
+                    let level = part.rsplit('=').next().unwrap_or("");
+                    ["trace", "debug", "info", "warn", "error", "off"].contains(&level.trim().to_lowercase().as_str())
+                });
+            if ok {
+                Ok(Filter)
+            } else {
+                Err(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+// figment's `Jail` closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in(jail: &Jail, toml: &str) -> Result<Config, ConfigError> {
+        jail.create_file("concierge.toml", toml).expect("write config");
+        Config::load(Some(Path::new("concierge.toml")))
+    }
+
+    #[test]
+    fn file_values_apply_and_environment_overrides_them() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CONCIERGE_SERVER__MAX_MESSAGE_CHARS", "1234");
+            jail.set_env("CONCIERGE_ACME_PORT", "9999");
+            let config = load_in(
+                jail,
+                "[server]\nbind = \"0.0.0.0:9000\"\nmax_message_chars = 10\n[tenant]\nid = \"acme\"\nname = \"Acme\"\n",
+            )
+            .expect("valid");
+            assert_eq!(config.server.bind.port(), 9000);
+            assert_eq!(config.server.max_message_chars, 1234, "environment wins over the file");
+            assert_eq!(config.tenant.id.as_str(), "acme");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_name_the_key_and_file() {
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, "[server]\nmax_body_bytes = \"lots\"\n").unwrap_err().to_string();
+            assert!(err.contains("max_body_bytes") && err.contains("concierge.toml"), "{err}");
+            let err = load_in(jail, "[server]\nprot = 1\n").unwrap_err().to_string();
+            assert!(err.contains("unknown field") && err.contains("prot"), "{err}");
+            let err = load_in(jail, "[tenant]\nid = \"Bad Tenant\"\n").unwrap_err().to_string();
+            assert!(err.contains("tenant"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_the_key() {
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, "[server]\nmax_body_bytes = 10\n").unwrap_err().to_string();
+            assert!(err.contains("`server.max_body_bytes` is 10; expected 1024"), "{err}");
+            let err = load_in(jail, "[store]\nurl = \"mysql://x\"\n").unwrap_err().to_string();
+            assert!(err.contains("`store.url`"), "{err}");
+            let err = load_in(jail, "[knowledge]\npath = \"no/such/folder\"\n").unwrap_err().to_string();
+            assert!(err.contains("`knowledge.path`"), "{err}");
+            let err = load_in(jail, "[log]\nlevel = \"loud\"\n").unwrap_err().to_string();
+            assert!(err.contains("`log.level`"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn passwords_in_the_file_are_refused_and_secrets_never_print() {
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, "[store]\nurl = \"postgres://u:hunter2@db/x\"\n").unwrap_err().to_string();
+            assert!(err.contains("DATABASE_URL") && !err.contains("hunter2"), "{err}");
+            jail.set_env("DATABASE_URL", "postgres://u:hunter2@db/x");
+            let config = load_in(jail, "").expect("valid");
+            assert_eq!(config.store_url(), "postgres://u:hunter2@db/x");
+            assert!(!format!("{config:?}").contains("hunter2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/no/such/concierge.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/no/such/concierge.toml"));
+    }
+}

@@ -1,0 +1,106 @@
+//! The Concierge HTTP server: configuration, the REST API, error mapping, health.
+//!
+//! Invariant: handlers hold no logic. They extract, call a service, and map the result;
+//! every error becomes an `ApiError`, whose status and code are decided in `error.rs` only.
+
+pub mod app;
+pub mod config;
+pub mod conversation;
+pub mod error;
+pub mod extract;
+pub mod knowledge;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use concierge_core::Tenant;
+use concierge_store::Store;
+
+pub use config::{Config, ConfigError};
+pub use error::ApiError;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store: {0}")]
+    Store(#[from] concierge_store::StoreError),
+    #[error("knowledge base: {0}")]
+    Knowledge(#[from] knowledge::KnowledgeError),
+    #[error("tools: {0}")]
+    Tools(#[from] concierge_agent::ToolConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A server that is bound and ready to serve.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+}
+
+impl Server {
+    /// Opens and migrates the store, records the tenant, loads the knowledge base and binds
+    /// the listening socket. Nothing is served until `serve` is called.
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        let store = concierge_store::open(&config.store_url()).await?;
+        store.migrate().await?;
+        Self::build_with_store(config, store).await
+    }
+
+    /// As `build`, on a store that is already open and migrated.
+    pub async fn build_with_store(config: &Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        let tenant = &config.tenant;
+        store
+            .upsert_tenant(&Tenant {
+                id: tenant.id.clone(),
+                name: tenant.name.clone(),
+                tier: "standard".into(),
+                created_at: concierge_core::now(),
+            })
+            .await?;
+        let knowledge = match &config.knowledge.path {
+            Some(dir) => {
+                let (index, summary) = knowledge::load(store.as_ref(), &tenant.id, dir).await?;
+                tracing::info!(
+                    articles = summary.articles,
+                    added = summary.added,
+                    updated = summary.updated,
+                    unchanged = summary.unchanged,
+                    sections = summary.sections,
+                    "knowledge base loaded"
+                );
+                Some(Arc::new(index))
+            }
+            None => None,
+        };
+        let tools = Arc::new(config.tool_registry()?);
+        let service = conversation::ConversationService::new(
+            store,
+            knowledge,
+            tools,
+            tenant.id.clone(),
+            config.knowledge.top_k,
+            config.server.max_message_chars,
+        );
+        let limits = app::Limits {
+            max_body_bytes: config.server.max_body_bytes,
+            request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+        };
+        let app = app::router(Arc::new(service), limits);
+        let addr = config.server.bind;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Self { listener, app })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await
+    }
+}

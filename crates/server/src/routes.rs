@@ -1,0 +1,80 @@
+//! HTTP handlers: extract, call the service, answer. No logic lives here.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use concierge_core::ConversationId;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::conversation::ConversationService;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PathId};
+
+pub type AppState = Arc<ConversationService>;
+
+/// Body of `POST /v1/conversations`; every field is optional, and an empty body is fine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversation {
+    /// The company's own reference for the customer, e.g. `C-1001`.
+    #[serde(default)]
+    pub customer_ref: Option<String>,
+    /// `api` unless said otherwise.
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+/// Body of `POST /v1/conversations/{id}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub content: String,
+}
+
+const MAX_REF_CHARS: usize = 128;
+const CHANNELS: &[&str] = &["api", "web", "ws", "email", "chat-cli"];
+
+pub async fn create_conversation(
+    State(service): State<AppState>,
+    JsonBody(body): JsonBody<CreateConversation>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.customer_ref.as_ref().is_some_and(|r| r.is_empty() || r.chars().count() > MAX_REF_CHARS) {
+        return Err(ApiError::InvalidBody(format!("customer_ref must be 1 to {MAX_REF_CHARS} characters")));
+    }
+    let channel = body.channel.as_deref().unwrap_or("api");
+    if !CHANNELS.contains(&channel) {
+        return Err(ApiError::InvalidBody(format!("channel must be one of: {}", CHANNELS.join(", "))));
+    }
+    let conversation = service.create(body.customer_ref, channel).await?;
+    Ok((StatusCode::CREATED, Json(conversation)))
+}
+
+pub async fn post_message(
+    State(service): State<AppState>,
+    PathId(id): PathId<ConversationId>,
+    JsonBody(body): JsonBody<PostMessage>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(service.post_message(id, &body.content).await?))
+}
+
+pub async fn get_conversation(
+    State(service): State<AppState>,
+    PathId(id): PathId<ConversationId>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(service.transcript(id).await?))
+}
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Ready when the store answers.
+pub async fn readyz(State(service): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let store = service.store();
+    store.ping().await?;
+    Ok(Json(json!({ "status": "ready", "store": store.backend() })))
+}
