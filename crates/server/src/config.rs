@@ -235,9 +235,30 @@ fn has_password(url: &str) -> bool {
         .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
-/// figment's error, with every error of the chain and where it came from.
+/// figment's errors, each with its key and where the value came from. The file is named as
+/// it was given (figment's own message shortens it relative to the working directory).
 fn describe(error: figment::Error) -> String {
-    error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e.metadata.as_ref().map(|m| match &m.source {
+                Some(figment::Source::File(path)) => format!("file {}", path.display()),
+                // The variable's name, rebuilt the way `load` maps names to keys.
+                _ if m.name.contains("environment") => {
+                    format!("environment variable CONCIERGE_{}", e.path.join("__").to_uppercase())
+                }
+                _ => m.name.to_string(),
+            });
+            match (key.is_empty(), source) {
+                (false, Some(source)) => format!("key `{key}`: {} (source: {source})", e.kind),
+                (false, None) => format!("key `{key}`: {}", e.kind),
+                (true, Some(source)) => format!("{} (source: {source})", e.kind),
+                (true, None) => e.kind.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Checks a log filter without pulling the subscriber into this crate.
@@ -293,7 +314,11 @@ mod tests {
     fn wrong_types_and_unknown_keys_name_the_key_and_file() {
         Jail::expect_with(|jail| {
             let err = load_in(jail, "[server]\nmax_body_bytes = \"lots\"\n").unwrap_err().to_string();
-            assert!(err.contains("max_body_bytes") && err.contains("concierge.toml"), "{err}");
+            assert!(err.contains("key `server.max_body_bytes`") && err.contains("concierge.toml"), "{err}");
+            jail.set_env("CONCIERGE_SERVER__MAX_MESSAGE_CHARS", "many");
+            let err = load_in(jail, "").unwrap_err().to_string();
+            assert!(err.contains("environment variable CONCIERGE_SERVER__MAX_MESSAGE_CHARS"), "{err}");
+            jail.clear_env();
             let err = load_in(jail, "[server]\nprot = 1\n").unwrap_err().to_string();
             assert!(err.contains("unknown field") && err.contains("prot"), "{err}");
             let err = load_in(jail, "[tenant]\nid = \"Bad Tenant\"\n").unwrap_err().to_string();

@@ -32,6 +32,33 @@ macro_rules! impl_store {
         lock_row: $lock_row:literal,
         skip_locked: $skip_locked:literal $(,)?
     ) => {
+        impl $store {
+            /// Sets the status of one tenant-scoped row of `table` and bumps its
+            /// `updated_at`; `NotFound` names `what` when no such row exists.
+            async fn update_status(
+                &self,
+                table: &'static str,
+                what: &'static str,
+                tenant: &concierge_core::TenantId,
+                id: String,
+                status: &'static str,
+            ) -> $crate::Result<()> {
+                // `table` is one of this file's literals, never input.
+                let sql = format!("UPDATE {table} SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2");
+                let done = sqlx::query(&sql)
+                    .bind(tenant.as_str())
+                    .bind(&id)
+                    .bind(status)
+                    .bind($crate::rows::now())
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::not_found(format!("{what} {id} of tenant {tenant}")));
+                }
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> &'static str {
@@ -157,19 +184,7 @@ macro_rules! impl_store {
                 id: concierge_core::ConversationId,
                 status: concierge_core::ConversationStatus,
             ) -> $crate::Result<()> {
-                let done = sqlx::query(
-                    "UPDATE conversations SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(tenant.as_str())
-                .bind(id.to_string())
-                .bind(status.as_str())
-                .bind($crate::rows::now())
-                .execute(&self.pool)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::not_found(format!("conversation {id} of tenant {tenant}")));
-                }
-                Ok(())
+                self.update_status("conversations", "conversation", tenant, id.to_string(), status.as_str()).await
             }
 
             async fn list_conversations(
@@ -410,19 +425,7 @@ macro_rules! impl_store {
                 id: concierge_core::TicketId,
                 status: concierge_core::TicketStatus,
             ) -> $crate::Result<()> {
-                let done = sqlx::query(
-                    "UPDATE tickets SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(tenant.as_str())
-                .bind(id.to_string())
-                .bind(status.as_str())
-                .bind($crate::rows::now())
-                .execute(&self.pool)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::not_found(format!("ticket {id} of tenant {tenant}")));
-                }
-                Ok(())
+                self.update_status("tickets", "ticket", tenant, id.to_string(), status.as_str()).await
             }
 
             // ---- approvals -------------------------------------------------------------
