@@ -10,11 +10,13 @@
 //! given messages and tools and returns events.
 
 pub mod anthropic;
+pub mod cache;
 mod cost;
 mod http;
 mod model;
 pub mod openai;
 pub mod resilience;
+pub mod routing;
 mod types;
 
 pub use cost::{Price, PriceTable};

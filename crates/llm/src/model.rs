@@ -81,12 +81,7 @@ pub trait ChatModel: Send + Sync {
 pub async fn collect(mut events: EventStream) -> Result<ChatResponse, LlmError> {
     let mut response = ChatResponse::default();
     while let Some(event) = events.next().await {
-        match event? {
-            ChatEvent::TextDelta { text } => response.text.push_str(&text),
-            ChatEvent::ToolCall { call } => response.tool_calls.push(call),
-            ChatEvent::Usage { usage } => response.usage = Some(usage),
-            ChatEvent::Finish { reason } => response.finish = Some(reason),
-        }
+        response.apply(&event?);
     }
     if response.finish.is_none() {
         return Err(LlmError::Truncated { provider: "stream".into() });

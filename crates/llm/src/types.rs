@@ -137,3 +137,15 @@ pub struct ChatResponse {
     pub usage: Option<Usage>,
     pub finish: Option<FinishReason>,
 }
+
+impl ChatResponse {
+    /// Adds one event to the answer: the fold every consumer of a stream shares.
+    pub fn apply(&mut self, event: &ChatEvent) {
+        match event {
+            ChatEvent::TextDelta { text } => self.text.push_str(text),
+            ChatEvent::ToolCall { call } => self.tool_calls.push(call.clone()),
+            ChatEvent::Usage { usage } => self.usage = Some(*usage),
+            ChatEvent::Finish { reason } => self.finish = Some(*reason),
+        }
+    }
+}
