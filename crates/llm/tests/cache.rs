@@ -1,94 +1,19 @@
 //! The byte cache, the exact-match response cache and the semantic cache.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
 
-use concierge_llm::cache::{Cache, CacheStats, CachedModel, Clock, MemoryCache, SemanticCache, EXACT_KEY_PREFIX};
+use support::{unavailable, ManualClock, Outcome, ScriptedModel};
+
+use concierge_llm::cache::{Cache, CacheStats, CachedModel, MemoryCache, SemanticCache, EXACT_KEY_PREFIX};
 use concierge_llm::{
-    ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatResponse, EventStream, FinishReason, LlmError, ToolCall, Usage,
+    ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatResponse, FinishReason, LlmError, ToolCall, Usage,
 };
-
-/// A clock that only moves when the test moves it.
-#[derive(Clone)]
-struct ManualClock(Arc<Mutex<Instant>>);
-
-impl ManualClock {
-    fn new() -> Self {
-        Self(Arc::new(Mutex::new(Instant::now())))
-    }
-
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-
-    fn clock(&self) -> Clock {
-        let now = Arc::clone(&self.0);
-        Arc::new(move || *now.lock().unwrap())
-    }
-}
-
-/// What the counting model does on one call.
-enum Outcome {
-    /// Starts an answer made of these items (an `Err` item fails mid-stream).
-    Answer(Vec<Result<ChatEvent, LlmError>>),
-    /// Fails before the first event.
-    Fail(LlmError),
-}
-
-/// Test double: a counting model that plays back a queue of outcomes, one per call, and
-/// counts its calls. Once the queue is empty every call answers "answer #n", n being the
-/// call's number, so a replayed answer is told apart from a fresh one.
-struct CountingModel {
-    id: String,
-    script: Mutex<VecDeque<Outcome>>,
-    calls: AtomicUsize,
-}
-
-impl CountingModel {
-    fn new(id: &str) -> Arc<Self> {
-        Self::scripted(id, Vec::new())
-    }
-
-    fn scripted(id: &str, script: Vec<Outcome>) -> Arc<Self> {
-        Arc::new(Self { id: id.into(), script: Mutex::new(script.into()), calls: AtomicUsize::new(0) })
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait::async_trait]
-impl ChatModel for CountingModel {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    async fn stream(&self, _request: &ChatRequest) -> Result<EventStream, LlmError> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let outcome = self.script.lock().unwrap().pop_front().unwrap_or_else(|| answer(&format!("answer #{call}")));
-        match outcome {
-            Outcome::Answer(items) => Ok(Box::pin(futures::stream::iter(items))),
-            Outcome::Fail(error) => Err(error),
-        }
-    }
-}
-
-fn answer(text: &str) -> Outcome {
-    Outcome::Answer(vec![
-        Ok(ChatEvent::TextDelta { text: text.into() }),
-        Ok(ChatEvent::Finish { reason: FinishReason::Stop }),
-    ])
-}
-
-fn unavailable() -> LlmError {
-    LlmError::Server { provider: "counting".into(), status: 503, message: "overloaded".into() }
-}
 
 /// A deterministic (temperature 0) request: the only kind the cache keeps.
 fn question(text: &str) -> ChatRequest {
@@ -98,7 +23,7 @@ fn question(text: &str) -> ChatRequest {
 const TTL: Duration = Duration::from_secs(60);
 
 /// A cached model over `inner` with a fresh in-memory cache on `clock`.
-fn cached(inner: Arc<CountingModel>, clock: &ManualClock) -> (CachedModel, Arc<MemoryCache>) {
+fn cached(inner: Arc<ScriptedModel>, clock: &ManualClock) -> (CachedModel, Arc<MemoryCache>) {
     let cache = Arc::new(MemoryCache::with_clock(100, clock.clock()));
     (CachedModel::new(inner, cache.clone(), TTL), cache)
 }
@@ -107,7 +32,7 @@ fn cached(inner: Arc<CountingModel>, clock: &ManualClock) -> (CachedModel, Arc<M
 
 #[tokio::test]
 async fn an_identical_request_is_answered_once_and_then_from_the_cache() {
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, cache) = cached(inner.clone(), &ManualClock::new());
 
     let first = model.complete(&question("Where is my order?")).await.unwrap();
@@ -123,7 +48,7 @@ async fn an_identical_request_is_answered_once_and_then_from_the_cache() {
 async fn a_hit_replays_text_tool_calls_usage_and_finish_as_events() {
     let call = ToolCall { id: "c1".into(), name: "track_order".into(), arguments: json!({ "order": 42 }) };
     let usage = Usage { prompt_tokens: 10, completion_tokens: 4 };
-    let inner = CountingModel::scripted(
+    let inner = ScriptedModel::numbered(
         "openai/gpt",
         vec![Outcome::Answer(vec![
             Ok(ChatEvent::TextDelta { text: "Let me ".into() }),
@@ -153,7 +78,7 @@ async fn a_hit_replays_text_tool_calls_usage_and_finish_as_events() {
 
 #[tokio::test]
 async fn different_messages_miss_the_cache() {
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, _) = cached(inner.clone(), &ManualClock::new());
 
     let first = model.complete(&question("Where is my order?")).await.unwrap();
@@ -165,7 +90,7 @@ async fn different_messages_miss_the_cache() {
 
 #[tokio::test]
 async fn an_unset_temperature_is_never_cached_because_providers_then_sample() {
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, _) = cached(inner.clone(), &ManualClock::new());
 
     model.complete(&ChatRequest { temperature: None, ..question("Hi") }).await.unwrap();
@@ -176,7 +101,7 @@ async fn an_unset_temperature_is_never_cached_because_providers_then_sample() {
 
 #[tokio::test]
 async fn any_other_request_setting_misses_the_cache() {
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, _) = cached(inner.clone(), &ManualClock::new());
     let variants = [
         question("Hi"),
@@ -197,8 +122,8 @@ async fn any_other_request_setting_misses_the_cache() {
 async fn the_same_request_to_a_different_model_misses_the_cache() {
     let clock = ManualClock::new();
     let cache = Arc::new(MemoryCache::with_clock(100, clock.clock()));
-    let gpt = CountingModel::new("openai/gpt");
-    let claude = CountingModel::new("anthropic/claude");
+    let gpt = ScriptedModel::numbered("openai/gpt", Vec::new());
+    let claude = ScriptedModel::numbered("anthropic/claude", Vec::new());
     let via_gpt = CachedModel::new(gpt.clone(), cache.clone(), TTL);
     let via_claude = CachedModel::new(claude.clone(), cache, TTL);
 
@@ -211,7 +136,7 @@ async fn the_same_request_to_a_different_model_misses_the_cache() {
 
 #[tokio::test]
 async fn a_sampled_request_is_never_cached() {
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, cache) = cached(inner.clone(), &ManualClock::new());
     let creative = ChatRequest { temperature: Some(0.7), ..question("Write a haiku") };
 
@@ -226,7 +151,7 @@ async fn a_sampled_request_is_never_cached() {
 
 #[tokio::test]
 async fn a_failure_to_start_is_not_cached() {
-    let inner = CountingModel::scripted("openai/gpt", vec![Outcome::Fail(unavailable())]);
+    let inner = ScriptedModel::numbered("openai/gpt", vec![Outcome::Fail(unavailable())]);
     let (model, cache) = cached(inner.clone(), &ManualClock::new());
 
     assert_eq!(model.complete(&question("Hi")).await.unwrap_err(), unavailable());
@@ -239,7 +164,7 @@ async fn a_failure_to_start_is_not_cached() {
 
 #[tokio::test]
 async fn an_answer_that_fails_midway_is_not_cached() {
-    let inner = CountingModel::scripted(
+    let inner = ScriptedModel::numbered(
         "openai/gpt",
         vec![Outcome::Answer(vec![
             Ok(ChatEvent::TextDelta { text: "Half".into() }),
@@ -261,7 +186,7 @@ async fn an_answer_that_fails_midway_is_not_cached() {
 
 #[tokio::test]
 async fn a_truncated_answer_without_finish_is_not_cached() {
-    let inner = CountingModel::scripted(
+    let inner = ScriptedModel::numbered(
         "openai/gpt",
         vec![Outcome::Answer(vec![Ok(ChatEvent::TextDelta { text: "Half an ans".into() })])],
     );
@@ -278,7 +203,7 @@ async fn a_truncated_answer_without_finish_is_not_cached() {
 
 #[tokio::test]
 async fn an_answer_read_only_partly_is_not_cached() {
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, cache) = cached(inner.clone(), &ManualClock::new());
 
     let mut events = model.stream(&question("Hi")).await.unwrap();
@@ -293,7 +218,7 @@ async fn an_answer_read_only_partly_is_not_cached() {
 #[tokio::test]
 async fn a_cached_answer_expires_after_its_ttl() {
     let clock = ManualClock::new();
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, _) = cached(inner.clone(), &clock);
 
     model.complete(&question("Hi")).await.unwrap();
@@ -310,7 +235,7 @@ async fn a_cached_answer_expires_after_its_ttl() {
 
 #[tokio::test]
 async fn an_unreadable_or_unfinished_cached_answer_is_a_miss() {
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, cache) = cached(inner.clone(), &ManualClock::new());
     let key = model.cache_key(&question("Hi")).unwrap();
     let unfinished = serde_json::to_vec(&ChatResponse { text: "half".into(), ..ChatResponse::default() }).unwrap();
@@ -325,7 +250,7 @@ async fn an_unreadable_or_unfinished_cached_answer_is_a_miss() {
 
 #[tokio::test]
 async fn answers_live_under_the_exact_prefix_and_can_be_dropped_together() {
-    let inner = CountingModel::new("openai/gpt");
+    let inner = ScriptedModel::numbered("openai/gpt", Vec::new());
     let (model, cache) = cached(inner.clone(), &ManualClock::new());
     assert!(model.cache_key(&question("Hi")).unwrap().starts_with(EXACT_KEY_PREFIX));
     model.complete(&question("Hi")).await.unwrap();

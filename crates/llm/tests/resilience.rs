@@ -1,69 +1,18 @@
 //! Retries, the circuit breaker and the fallback chain, against a scripted model.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
+use support::{answer, unavailable, ManualClock, Outcome, ScriptedModel};
+
 use concierge_llm::resilience::{
     BreakerConfig, BreakerState, CircuitBreaker, FallbackChain, ResilientModel, RetryPolicy, MAX_RETRY_AFTER,
 };
-use concierge_llm::{collect, ChatEvent, ChatModel, ChatRequest, EventStream, FinishReason, LlmError};
-
-/// What the scripted model does on one call.
-enum Outcome {
-    /// Starts an answer made of these items (an `Err` item fails mid-stream).
-    Answer(Vec<Result<ChatEvent, LlmError>>),
-    /// Fails before the first event.
-    Fail(LlmError),
-}
-
-/// Test double: a model that plays back a queue of outcomes, one per call, and counts
-/// its calls. Once the queue is empty every call answers "ok".
-struct ScriptedModel {
-    id: String,
-    script: Mutex<VecDeque<Outcome>>,
-    calls: AtomicUsize,
-}
-
-impl ScriptedModel {
-    fn new(id: &str, script: Vec<Outcome>) -> Arc<Self> {
-        Arc::new(Self { id: id.into(), script: Mutex::new(script.into()), calls: AtomicUsize::new(0) })
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait::async_trait]
-impl ChatModel for ScriptedModel {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    async fn stream(&self, _request: &ChatRequest) -> Result<EventStream, LlmError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let outcome = self.script.lock().unwrap().pop_front().unwrap_or_else(|| answer("ok"));
-        match outcome {
-            Outcome::Answer(items) => Ok(Box::pin(futures::stream::iter(items))),
-            Outcome::Fail(error) => Err(error),
-        }
-    }
-}
-
-fn answer(text: &str) -> Outcome {
-    Outcome::Answer(vec![
-        Ok(ChatEvent::TextDelta { text: text.into() }),
-        Ok(ChatEvent::Finish { reason: FinishReason::Stop }),
-    ])
-}
-
-fn unavailable() -> LlmError {
-    LlmError::Server { provider: "scripted".into(), status: 503, message: "overloaded".into() }
-}
+use concierge_llm::{collect, ChatEvent, ChatModel, ChatRequest, LlmError};
 
 fn bad_request() -> LlmError {
     LlmError::Rejected { provider: "scripted".into(), status: 400, message: "bad request".into() }
@@ -78,23 +27,9 @@ fn quick_retries(max_attempts: u32) -> RetryPolicy {
     RetryPolicy { max_attempts, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) }
 }
 
-/// A clock that only moves when told.
-#[derive(Clone)]
-struct ManualClock(Arc<Mutex<Instant>>);
-
-impl ManualClock {
-    fn new() -> Self {
-        Self(Arc::new(Mutex::new(Instant::now())))
-    }
-
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-
-    fn breaker(&self, config: BreakerConfig) -> CircuitBreaker {
-        let clock = self.clone();
-        CircuitBreaker::with_clock(config, Arc::new(move || *clock.0.lock().unwrap()))
-    }
+/// A breaker that reads time from `clock`.
+fn breaker_on(clock: &ManualClock, config: BreakerConfig) -> CircuitBreaker {
+    CircuitBreaker::with_clock(config, clock.clock())
 }
 
 fn breaker_config(failure_threshold: u32) -> BreakerConfig {
@@ -220,7 +155,7 @@ fn policies_read_from_config_take_defaults_for_missing_fields() {
 #[test]
 fn breaker_opens_and_half_opens_on_schedule() {
     let clock = ManualClock::new();
-    let breaker = clock.breaker(breaker_config(3));
+    let breaker = breaker_on(&clock, breaker_config(3));
 
     for _ in 0..2 {
         assert!(breaker.try_acquire());
@@ -247,7 +182,7 @@ fn breaker_opens_and_half_opens_on_schedule() {
 #[test]
 fn a_failed_probe_reopens_the_breaker_for_another_period() {
     let clock = ManualClock::new();
-    let breaker = clock.breaker(breaker_config(1));
+    let breaker = breaker_on(&clock, breaker_config(1));
     breaker.record_failure();
     clock.advance(Duration::from_secs(30));
     assert!(breaker.try_acquire());
@@ -263,7 +198,7 @@ fn a_failed_probe_reopens_the_breaker_for_another_period() {
 #[test]
 fn a_half_open_breaker_admits_as_many_probes_as_configured() {
     let clock = ManualClock::new();
-    let breaker = clock.breaker(BreakerConfig { half_open_probes: 2, ..breaker_config(1) });
+    let breaker = breaker_on(&clock, BreakerConfig { half_open_probes: 2, ..breaker_config(1) });
     breaker.record_failure();
     clock.advance(Duration::from_secs(30));
     assert!(breaker.try_acquire());
@@ -273,7 +208,7 @@ fn a_half_open_breaker_admits_as_many_probes_as_configured() {
 
 #[test]
 fn a_success_resets_the_count_of_consecutive_failures() {
-    let breaker = ManualClock::new().breaker(breaker_config(2));
+    let breaker = breaker_on(&ManualClock::new(), breaker_config(2));
     breaker.record_failure();
     breaker.record_success();
     breaker.record_failure();
@@ -290,7 +225,7 @@ fn breaker_states_are_shown_in_lowercase() {
 async fn an_open_breaker_refuses_calls_without_calling_the_provider() {
     let clock = ManualClock::new();
     let inner = ScriptedModel::new("p/m", (0..2).map(|_| Outcome::Fail(unavailable())).collect());
-    let model = resilient(&inner, quick_retries(5), clock.breaker(breaker_config(2)));
+    let model = resilient(&inner, quick_retries(5), breaker_on(&clock, breaker_config(2)));
 
     // The second failure opens the breaker, which ends the retries early.
     assert!(matches!(text_of(&model).await.unwrap_err(), LlmError::CircuitOpen { .. }));
@@ -310,7 +245,7 @@ async fn an_open_breaker_refuses_calls_without_calling_the_provider() {
 async fn a_failed_probe_call_reopens_the_breaker() {
     let clock = ManualClock::new();
     let inner = ScriptedModel::new("p/m", (0..2).map(|_| Outcome::Fail(unavailable())).collect());
-    let model = resilient(&inner, quick_retries(3), clock.breaker(breaker_config(1)));
+    let model = resilient(&inner, quick_retries(3), breaker_on(&clock, breaker_config(1)));
 
     assert!(text_of(&model).await.is_err());
     clock.advance(Duration::from_secs(30));
@@ -322,7 +257,7 @@ async fn a_failed_probe_call_reopens_the_breaker() {
 #[tokio::test]
 async fn a_400_does_not_trip_the_breaker() {
     let inner = ScriptedModel::new("p/m", (0..3).map(|_| Outcome::Fail(bad_request())).collect());
-    let model = resilient(&inner, quick_retries(3), ManualClock::new().breaker(breaker_config(1)));
+    let model = resilient(&inner, quick_retries(3), breaker_on(&ManualClock::new(), breaker_config(1)));
 
     for _ in 0..3 {
         assert_eq!(text_of(&model).await.unwrap_err(), bad_request());
@@ -335,7 +270,7 @@ async fn a_400_does_not_trip_the_breaker() {
 async fn a_mid_stream_failure_is_passed_through_not_retried_but_counted() {
     let broken = || Outcome::Answer(vec![Ok(ChatEvent::TextDelta { text: "Hel".into() }), Err(unavailable())]);
     let inner = ScriptedModel::new("p/m", vec![broken(), broken()]);
-    let model = resilient(&inner, quick_retries(3), ManualClock::new().breaker(breaker_config(2)));
+    let model = resilient(&inner, quick_retries(3), breaker_on(&ManualClock::new(), breaker_config(2)));
 
     let mut events = model.stream(&ChatRequest::default()).await.unwrap();
     assert_eq!(events.next().await, Some(Ok(ChatEvent::TextDelta { text: "Hel".into() })));
@@ -352,7 +287,7 @@ async fn a_mid_stream_failure_is_passed_through_not_retried_but_counted() {
 async fn an_answer_dropped_half_read_frees_the_probe_slot() {
     let clock = ManualClock::new();
     let inner = ScriptedModel::new("p/m", vec![]);
-    let model = resilient(&inner, quick_retries(1), clock.breaker(breaker_config(1)));
+    let model = resilient(&inner, quick_retries(1), breaker_on(&clock, breaker_config(1)));
     model.breaker().record_failure();
     clock.advance(Duration::from_secs(30));
 
@@ -397,7 +332,7 @@ async fn the_chain_falls_back_in_order_when_the_first_fails_retryably() {
 #[tokio::test]
 async fn the_chain_falls_back_past_an_open_breaker() {
     let first = ScriptedModel::new("a/first", vec![]);
-    let guarded = resilient(&first, quick_retries(1), ManualClock::new().breaker(breaker_config(1)));
+    let guarded = resilient(&first, quick_retries(1), breaker_on(&ManualClock::new(), breaker_config(1)));
     guarded.breaker().record_failure();
     let second = ScriptedModel::new("b/second", vec![answer("from second")]);
     let chain = FallbackChain::new(Arc::new(guarded), [Arc::clone(&second) as Arc<dyn ChatModel>]);
