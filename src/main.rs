@@ -77,14 +77,17 @@ fn init_logging(config: &Config) {
     };
 }
 
-/// The search engine logs every index commit at `info`; keep it at `warn` unless the filter
+/// Dependencies that talk a lot at `info`: the search engine logs every index commit, and
+/// llama.cpp every key of a model file it loads. Each stays at `warn` unless the filter
 /// names it.
+const CHATTY_DEPENDENCIES: [&str; 2] = ["tantivy", "llama-cpp-2"];
+
 fn quiet_dependencies(level: &str) -> String {
-    if level.contains("tantivy") {
-        level.to_owned()
-    } else {
-        format!("{level},tantivy=warn")
+    let mut filter = level.to_owned();
+    for target in CHATTY_DEPENDENCIES.iter().filter(|t| !level.contains(*t)) {
+        filter.push_str(&format!(",{target}=warn"));
     }
+    filter
 }
 
 async fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {

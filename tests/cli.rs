@@ -248,6 +248,14 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     let citations = reply["metadata"]["citations"].as_array().expect("citations are a list");
     assert!(!citations.is_empty(), "the answer cites the help centre: {reply}");
     assert!(citations.iter().all(|c| c["url"].as_str().is_some_and(|u| u.starts_with("http"))), "{reply}");
+    // The embedded model was asked, and what is sent passed the grounding gate or is the
+    // quoted passage.
+    let metadata = &reply["metadata"];
+    assert_eq!(metadata["model"], "local/qwen2.5-coder-0.5b-instruct-q4_k_m", "{reply}");
+    assert!(metadata["usage"]["prompt_tokens"].as_u64().is_some_and(|n| n > 100), "{reply}");
+    let passed = metadata["grounding"]["passed"].as_bool().expect("the gate's verdict is recorded");
+    let answered_by = if passed { "knowledge_base_llm" } else { "knowledge_base_keyword" };
+    assert_eq!(metadata["answered_by"], answered_by, "{reply}");
 
     let transcript_url = format!("{base}/v1/conversations/{id}");
     let (status, transcript) = json_answer(client.get(&transcript_url).send().await.expect("transcript")).await;

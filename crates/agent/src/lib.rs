@@ -1,10 +1,13 @@
-//! Concierge's support agent. This slice holds the tool layer: tools declared in
+//! Concierge's support agent. This slice holds the tool layer (tools declared in
 //! configuration, their arguments extracted by pattern and validated by JSON Schema, called
-//! over HTTP (JSON or SOAP/XML), and every call written to the audit log.
+//! over HTTP (JSON or SOAP/XML), and every call written to the audit log) and the grounding
+//! gate every generated answer passes before a customer sees it.
 //!
 //! Invariant: the system executes tools, never a model; no call leaves without validated
 //! arguments, and none leaves without an audit record.
 
+pub mod grounding;
 pub mod tools;
 
+pub use grounding::{Evidence, GroundingGate, Verdict};
 pub use tools::{BackendSpec, CallContext, Risk, ToolCallResult, ToolConfigError, ToolError, ToolRegistry, ToolSpec};

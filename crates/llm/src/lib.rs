@@ -13,14 +13,18 @@ pub mod anthropic;
 pub mod cache;
 mod cost;
 mod http;
+#[cfg(feature = "local")]
+pub mod local;
 mod model;
 pub mod openai;
 pub mod resilience;
 pub mod routing;
+pub mod tokens;
 mod types;
 
 pub use cost::{Price, PriceTable};
 pub use model::{collect, ChatModel, EventStream, LlmError};
+pub use tokens::{counter_for, ApproxCounter, TiktokenCounter, TokenCounter};
 pub use types::{
     ChatEvent, ChatMessage, ChatRequest, ChatResponse, FinishReason, MessageRole, ToolCall, ToolChoice, ToolDefinition,
     Usage,

@@ -31,6 +31,10 @@ pub enum LlmError {
     InvalidToolArguments { provider: String, name: String, message: String },
     #[error("{provider} called tool `{name}`, which the request did not offer")]
     UnknownTool { provider: String, name: String },
+    #[error("the prompt needs {needed} tokens with its answer but {provider} holds {limit}")]
+    ContextOverflow { provider: String, needed: u64, limit: u64 },
+    #[error("{provider} failed: {message}")]
+    Internal { provider: String, message: String },
     #[error("{provider} is not being called: its circuit breaker is open")]
     CircuitOpen { provider: String },
     #[error("no provider could answer: {0}")]

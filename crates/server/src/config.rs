@@ -4,10 +4,11 @@
 //! Everything is checked before anything starts: a bad value names the file (or variable),
 //! the key and what was expected, and the process exits non-zero.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+mod llm;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use concierge_agent::{BackendSpec, ToolRegistry, ToolSpec};
 use concierge_core::TenantId;
@@ -15,6 +16,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+pub use llm::{
+    AnthropicProviderConfig, KeyInFile, LlmConfig, OpenAiProviderConfig, ProviderConfig, ResponseCacheConfig,
+    RoutingConfig, LOCAL, NO_MODEL,
+};
 
 /// The whole configuration of one Concierge process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -25,6 +31,8 @@ pub struct Config {
     pub tenant: TenantConfig,
     pub knowledge: KnowledgeConfig,
     pub log: LogConfig,
+    /// The language model: providers, fallbacks, resilience, cache, routing, prices.
+    pub llm: LlmConfig,
     /// The company's APIs, by name: base URL and the variable holding the token.
     pub backends: BTreeMap<String, BackendSpec>,
     /// Declared tools (see `concierge_agent::ToolSpec`), in the order they are tried.
@@ -93,6 +101,8 @@ pub enum LogFormat {
 pub struct Secrets {
     /// `DATABASE_URL`: overrides `store.url` and may carry a password.
     pub database_url: Option<SecretString>,
+    /// Model providers' keys, by the name of the variable that held them (`api_key_env`).
+    pub llm_keys: BTreeMap<String, SecretString>,
 }
 
 impl Default for ServerConfig {
@@ -142,7 +152,7 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
     #[error("invalid configuration: key `{key}` {problem} (source: {source_name})")]
-    Value { key: &'static str, problem: String, source_name: String },
+    Value { key: String, problem: String, source_name: String },
     #[error("invalid configuration: {problem} (source: {source_name})")]
     Tools { problem: String, source_name: String },
 }
@@ -163,7 +173,7 @@ impl Config {
         // (ports of the demo, the models folder) belong to other parts of the program.
         figment = figment.merge(Env::prefixed("CONCIERGE_").split("__").filter(|key| key.as_str().contains('.')));
         let mut config: Config = figment.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
-        config.secrets = Secrets::from_env();
+        config.secrets = Secrets::from_env(&config.llm);
         config.validate(file)?;
         Ok(config)
     }
@@ -178,7 +188,9 @@ impl Config {
 
     fn validate(&self, file: Option<&Path>) -> Result<(), ConfigError> {
         let source_name = file.map_or_else(|| "defaults and environment".to_owned(), |p| p.display().to_string());
-        let fail = |key, problem: String| Err(ConfigError::Value { key, problem, source_name: source_name.clone() });
+        let fail = |key: &str, problem: String| {
+            Err(ConfigError::Value { key: key.to_owned(), problem, source_name: source_name.clone() })
+        };
         let s = &self.server;
         if !(1024..=16 * 1024 * 1024).contains(&s.max_body_bytes) {
             return fail("server.max_body_bytes", format!("is {}; expected 1024 to 16777216 bytes", s.max_body_bytes));
@@ -210,6 +222,9 @@ impl Config {
         if self.log.level.parse::<tracing_level::Filter>().is_err() {
             return fail("log.level", format!("is `{}`; expected a filter such as `info` or `debug`", self.log.level));
         }
+        if let Err(invalid) = self.llm.validate(|var| self.secrets.llm_keys.contains_key(var)) {
+            return fail(&invalid.key, invalid.problem);
+        }
         self.tool_registry().map_err(|e| ConfigError::Tools { problem: e.to_string(), source_name })?;
         Ok(())
     }
@@ -221,9 +236,17 @@ impl Config {
 }
 
 impl Secrets {
-    fn from_env() -> Self {
+    /// `DATABASE_URL`, and the variables `llm` names as holding keys; unset or empty
+    /// variables are left out.
+    fn from_env(llm: &LlmConfig) -> Self {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(SecretString::from);
-        Self { database_url: get("DATABASE_URL") }
+        let llm_keys = llm.key_variables().into_iter().filter_map(|var| Some((var.to_owned(), get(var)?))).collect();
+        Self { database_url: get("DATABASE_URL"), llm_keys }
+    }
+
+    /// The key held by the variable `var`, if it was set.
+    pub fn llm_key(&self, var: &str) -> Option<&SecretString> {
+        self.llm_keys.get(var)
     }
 }
 

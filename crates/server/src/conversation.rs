@@ -1,22 +1,34 @@
 //! The conversation service: create conversations, take a customer's message, store it,
 //! answer it, store the answer. HTTP handlers only call into here.
+//!
+//! A message whose lookup tool's arguments are in it is answered from the tool's result.
+//! Any other is answered from the knowledge base: by the model from the passages found
+//! when a model is configured, as far as the grounding gate finds its sentences supported
+//! by them; else (and whenever the model fails or nothing it said is supported) by quoting
+//! the best passage. A model failure never fails the message.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use concierge_agent::grounding::Unsupported;
 use concierge_agent::{CallContext, ToolRegistry};
 use concierge_core::{
-    Conversation, ConversationId, ConversationStatus, Message, MessageId, MessageText, Role, TenantId,
+    Conversation, ConversationId, ConversationStatus, Message, MessageId, MessageText, Role, TenantId, UsageRecord,
 };
-use concierge_retrieval::{ExtractiveAnswer, KeywordIndex};
+use concierge_llm::routing::RouteSignals;
+use concierge_llm::{counter_for, ChatRequest, LlmError, Usage};
+use concierge_retrieval::{ExtractiveAnswer, Hit, KeywordIndex};
 use concierge_store::{NewMessage, Store};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::grounded;
+use crate::llm::{LlmStack, ModelAnswer};
 
 /// Which path produced an answer, recorded on every assistant message as `answered_by`.
 pub const ANSWERED_BY_KNOWLEDGE: &str = "knowledge_base_keyword";
+pub const ANSWERED_BY_KNOWLEDGE_LLM: &str = "knowledge_base_llm";
 pub const ANSWERED_BY_TOOL: &str = "tool_lookup";
 
 pub struct ConversationService {
@@ -26,6 +38,13 @@ pub struct ConversationService {
     tenant: TenantId,
     top_k: usize,
     max_message_chars: usize,
+    model: Option<AnswerModel>,
+}
+
+/// The model that phrases knowledge-base answers, and how long it may take for one.
+struct AnswerModel {
+    stack: Arc<LlmStack>,
+    budget: Duration,
 }
 
 /// A customer's message and the answer to it.
@@ -53,7 +72,14 @@ impl ConversationService {
         top_k: usize,
         max_message_chars: usize,
     ) -> Self {
-        Self { store, knowledge, tools, tenant, top_k, max_message_chars }
+        Self { store, knowledge, tools, tenant, top_k, max_message_chars, model: None }
+    }
+
+    /// Lets `stack` phrase knowledge-base answers, each within `budget` (retries and
+    /// fallbacks included); past it the answer is quoted from the passages instead.
+    pub fn with_model(mut self, stack: Arc<LlmStack>, budget: Duration) -> Self {
+        self.model = Some(AnswerModel { stack, budget });
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -88,7 +114,7 @@ impl ConversationService {
                 let ctx = CallContext { tenant: self.tenant.clone(), conversation: id, turn: message.seq, step: 0 };
                 self.answer_with_tool(&ctx, &name, args).await?
             }
-            None => self.answer_from_knowledge(text.as_str())?,
+            None => self.answer_from_knowledge(id, &message, text.as_str()).await?,
         };
         metadata["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
         let reply = self.append(id, Role::Assistant, text, metadata).await?;
@@ -126,19 +152,110 @@ impl ConversationService {
         Ok(self.store.append_message(new).await?)
     }
 
-    /// Quotes the knowledge base, with citations.
-    fn answer_from_knowledge(&self, question: &str) -> Result<(String, Value), ApiError> {
+    /// Answers from the knowledge base: phrased by the model from the passages found when
+    /// there is a model and something was found, quoted otherwise. A model failure is
+    /// recorded as `llm_error` and the answer quoted.
+    async fn answer_from_knowledge(
+        &self,
+        id: ConversationId,
+        message: &Message,
+        question: &str,
+    ) -> Result<(String, Value), ApiError> {
         let hits = match &self.knowledge {
             Some(index) => index.search(question, self.top_k).map_err(|e| ApiError::Internal(e.to_string()))?,
             None => Vec::new(),
         };
-        let answer = ExtractiveAnswer::from_hits(&hits);
-        let metadata = json!({
-            "answered_by": ANSWERED_BY_KNOWLEDGE,
-            "grounded": answer.grounded,
-            "citations": answer.citations,
+        let Some(model) = self.model.as_ref().filter(|_| !hits.is_empty()) else {
+            return Ok(extractive(&hits));
+        };
+        let history = self.history(id, message.seq).await?;
+        let request = grounded::request(&hits, &history, question, model.stack.max_answer_tokens());
+        match ask(model, &request, question).await {
+            Ok(answer) => self.model_answered(id, &hits, &request, answer).await,
+            Err(kind) => {
+                tracing::warn!(conversation = %id, llm_error = kind, "model failed; quoting the knowledge base");
+                let (text, mut metadata) = extractive(&hits);
+                metadata["llm_error"] = json!(kind);
+                Ok((text, metadata))
+            }
+        }
+    }
+
+    /// The conversation's messages before `seq`, oldest first.
+    async fn history(&self, id: ConversationId, seq: i64) -> Result<Vec<Message>, ApiError> {
+        let mut messages = self.store.messages(&self.tenant, id).await?;
+        messages.retain(|m| m.seq < seq);
+        Ok(messages)
+    }
+
+    /// The model's answer as far as the grounding gate lets it through, with citations,
+    /// model, route, usage and cost. When no sentence of it rests on a passage the best
+    /// passage is quoted instead; either way the call's usage is recorded in the ledger,
+    /// unless the answer came from the cache, which spent nothing.
+    async fn model_answered(
+        &self,
+        id: ConversationId,
+        hits: &[Hit],
+        request: &ChatRequest,
+        answer: ModelAnswer,
+    ) -> Result<(String, Value), ApiError> {
+        let raw = answer.response.text.trim();
+        let verdict = grounded::gate(raw, answer.response.finish, hits);
+        let (usage, estimated) = match answer.response.usage {
+            Some(usage) => (usage, false),
+            None => (estimate_usage(&answer.model, request, raw), true),
+        };
+        let cost_micros = if answer.cached { 0 } else { self.record_usage(id, &answer.model, usage).await? };
+        let reasons: Vec<&str> = verdict.rejected.iter().map(|r| rejection_reason(&r.why)).collect();
+        // Counts and reasons only: the sentences may repeat what the customer wrote.
+        tracing::info!(
+            conversation = %id,
+            supported = verdict.supported.len(),
+            rejected = verdict.rejected.len(),
+            reasons = ?reasons,
+            "grounding gate"
+        );
+        let (text, mut metadata) = match verdict.answer() {
+            Some(text) => {
+                let citations = grounded::citations(&verdict.cited(), hits);
+                (text, json!({ "answered_by": ANSWERED_BY_KNOWLEDGE_LLM, "grounded": true, "citations": citations }))
+            }
+            None => extractive(hits),
+        };
+        metadata["grounding"] = json!({
+            "passed": metadata["answered_by"] == ANSWERED_BY_KNOWLEDGE_LLM,
+            "supported": verdict.supported.len(),
+            "rejected": verdict.rejected,
         });
-        Ok((answer.text, metadata))
+        metadata["model"] = json!(answer.model);
+        metadata["usage"] =
+            json!({ "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens });
+        metadata["cost_micros"] = json!(cost_micros);
+        metadata["cached"] = json!(answer.cached);
+        if estimated {
+            metadata["usage"]["estimated"] = json!(true);
+        }
+        if let Some(route) = &answer.route {
+            metadata["route"] = json!(route);
+        }
+        Ok((text, metadata))
+    }
+
+    /// Adds one model call to the usage ledger, priced by `[llm.prices]`; returns its cost.
+    async fn record_usage(&self, id: ConversationId, model: &str, usage: Usage) -> Result<i64, ApiError> {
+        let prices = self.model.as_ref().map(|m| m.stack.prices());
+        let cost_micros = prices.map_or(0, |prices| prices.cost_micros(model, usage));
+        let record = UsageRecord {
+            tenant_id: self.tenant.clone(),
+            conversation_id: Some(id),
+            model: model.to_owned(),
+            prompt_tokens: saturating_i64(usage.prompt_tokens),
+            completion_tokens: saturating_i64(usage.completion_tokens),
+            cost_micros,
+            created_at: concierge_core::now(),
+        };
+        self.store.record_usage(&record).await?;
+        Ok(cost_micros)
     }
 
     /// Calls a lookup tool whose arguments were found in the message and answers from its
@@ -160,4 +277,51 @@ impl ConversationService {
         });
         Ok((text, metadata))
     }
+}
+
+/// The best passage quoted, with citations; says so honestly when nothing was found.
+fn extractive(hits: &[Hit]) -> (String, Value) {
+    let answer = ExtractiveAnswer::from_hits(hits);
+    let metadata = json!({
+        "answered_by": ANSWERED_BY_KNOWLEDGE,
+        "grounded": answer.grounded,
+        "citations": answer.citations,
+    });
+    (answer.text, metadata)
+}
+
+/// The model's answer to `request` within the model's budget, or the kind of failure. A
+/// blank answer is a failure too: quoting the passages serves the customer better.
+async fn ask(model: &AnswerModel, request: &ChatRequest, question: &str) -> Result<ModelAnswer, &'static str> {
+    let signals = RouteSignals {
+        prompt_chars: request.messages.iter().map(|m| m.content.chars().count()).sum(),
+        text: question.to_owned(),
+        ..RouteSignals::default()
+    };
+    let answer = tokio::time::timeout(model.budget, model.stack.answer(request, &signals))
+        .await
+        .unwrap_or_else(|_| Err(LlmError::Timeout { provider: "model".into(), after: model.budget }))
+        .map_err(|error| grounded::error_kind(&error))?;
+    if answer.response.text.trim().is_empty() {
+        return Err("empty_answer");
+    }
+    Ok(answer)
+}
+
+/// Usage counted here, for a provider that did not report it.
+fn estimate_usage(model: &str, request: &ChatRequest, answer: &str) -> Usage {
+    let counter = counter_for(model);
+    Usage { prompt_tokens: counter.count_request(request) as u64, completion_tokens: counter.count(answer) as u64 }
+}
+
+fn rejection_reason(why: &Unsupported) -> &'static str {
+    match why {
+        Unsupported::Figure { .. } => "figure",
+        Unsupported::Wording { .. } => "wording",
+        Unsupported::Polarity => "polarity",
+    }
+}
+
+fn saturating_i64(tokens: u64) -> i64 {
+    i64::try_from(tokens).unwrap_or(i64::MAX)
 }

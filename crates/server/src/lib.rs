@@ -8,7 +8,9 @@ pub mod config;
 pub mod conversation;
 pub mod error;
 pub mod extract;
+pub mod grounded;
 pub mod knowledge;
+pub mod llm;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -30,8 +32,16 @@ pub enum StartError {
     Knowledge(#[from] knowledge::KnowledgeError),
     #[error("tools: {0}")]
     Tools(#[from] concierge_agent::ToolConfigError),
+    #[error("model: {0}")]
+    Llm(#[from] llm::LlmStartError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// How long the model may take for one answer: four fifths of the request's deadline, so
+/// that a model that runs out of time still leaves time to quote the knowledge base.
+fn model_budget(request_timeout: Duration) -> Duration {
+    request_timeout.mul_f64(0.8)
 }
 
 /// A server that is bound and ready to serve.
@@ -41,8 +51,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens and migrates the store, records the tenant, loads the knowledge base and binds
-    /// the listening socket. Nothing is served until `serve` is called.
+    /// Opens and migrates the store, records the tenant, loads the knowledge base and the
+    /// model, and binds the listening socket. Nothing is served until `serve` is called.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let store = concierge_store::open(&config.store_url()).await?;
         store.migrate().await?;
@@ -76,7 +86,7 @@ impl Server {
             None => None,
         };
         let tools = Arc::new(config.tool_registry()?);
-        let service = conversation::ConversationService::new(
+        let mut service = conversation::ConversationService::new(
             store,
             knowledge,
             tools,
@@ -88,6 +98,9 @@ impl Server {
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         };
+        if let Some(stack) = llm::LlmStack::build(&config.llm, &config.secrets).await? {
+            service = service.with_model(Arc::new(stack), model_budget(limits.request_timeout));
+        }
         let app = app::router(Arc::new(service), limits);
         let addr = config.server.bind;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;

@@ -1,70 +1,14 @@
 //! The HTTP API, spoken to over real HTTP: a real server on a random port, a fresh SQLite
 //! store per test, and the Acme knowledge base.
 
+mod support;
+
 use std::path::Path;
 
-use concierge_server::{Config, Server};
-use reqwest::{Client, StatusCode};
+use concierge_server::Config;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-struct TestServer {
-    base: String,
-    client: Client,
-    _dir: tempfile::TempDir,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.server.bind = "127.0.0.1:0".parse().expect("addr");
-        config.store.url = format!("sqlite://{}", dir.path().join("api.db").display());
-        config.secrets.database_url = None;
-        config.knowledge.path = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/acme/kb"));
-        adjust(&mut config);
-        config.server.bind = "127.0.0.1:0".parse().expect("addr");
-        config.store.url = format!("sqlite://{}", dir.path().join("api.db").display());
-        let server = Server::build(&config).await.expect("server starts");
-        let addr = server.local_addr().expect("bound");
-        tokio::spawn(server.serve(std::future::pending()));
-        Self { base: format!("http://{addr}"), client: Client::new(), _dir: dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn create_conversation(&self) -> String {
-        let response = self.client.post(self.url("/v1/conversations")).send().await.expect("send");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.expect("json");
-        body["id"].as_str().expect("id").to_owned()
-    }
-
-    async fn post_raw(
-        &self,
-        path: &str,
-        content_type: Option<&str>,
-        body: impl Into<reqwest::Body>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.client.post(self.url(path)).body(body);
-        if let Some(ct) = content_type {
-            request = request.header("content-type", ct);
-        }
-        let response = request.send().await.expect("send");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn say(&self, conversation: &str, content: &str) -> (StatusCode, Value) {
-        let body = json!({ "content": content }).to_string();
-        self.post_raw(&format!("/v1/conversations/{conversation}/messages"), Some("application/json"), body).await
-    }
-}
+use support::TestServer;
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
