@@ -157,6 +157,9 @@ class Peer:
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
                 end = time.monotonic() - sent
+                # An answer with no text (a first token that ends it) came when it finished.
+                if first is None:
+                    first = end
         conn.close()
         return first, end, "".join(text), finish
 

@@ -15,6 +15,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::OnceLock;
 
+use concierge_retrieval::sentence_spans;
 use regex::Regex;
 use rust_stemmers::{Algorithm, Stemmer};
 use serde::Serialize;
@@ -256,21 +257,10 @@ impl Prepared {
 /// The sentences of `text`: lines first (lists and headings end a sentence), then ends of
 /// sentences within a line. Markdown emphasis, list markers and heading marks are dropped.
 pub fn sentences(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = clean_line(line);
-        let mut start = 0;
-        let chars: Vec<(usize, char)> = line.char_indices().collect();
-        for (i, &(at, c)) in chars.iter().enumerate() {
-            let ends = matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|(_, next)| next.is_whitespace());
-            if ends {
-                push_sentence(&mut out, &line[start..at + c.len_utf8()]);
-                start = at + c.len_utf8();
-            }
-        }
-        push_sentence(&mut out, &line[start..]);
-    }
-    out
+    text.lines()
+        .map(clean_line)
+        .flat_map(|line| sentence_spans(&line).into_iter().map(|span| line[span].to_owned()).collect::<Vec<_>>())
+        .collect()
 }
 
 /// `text` up to the end of its last complete sentence: an answer cut at its token limit
@@ -289,13 +279,6 @@ pub fn complete_sentences(text: &str) -> &str {
 /// The clauses of a sentence, split at `,`, `;`, `:` and " but ".
 fn clauses(sentence: &str) -> Vec<&str> {
     sentence.split([',', ';', ':']).flat_map(|part| part.split(" but ")).filter(|c| !c.trim().is_empty()).collect()
-}
-
-fn push_sentence(out: &mut Vec<String>, sentence: &str) {
-    let sentence = sentence.trim();
-    if sentence.chars().any(char::is_alphanumeric) {
-        out.push(sentence.to_owned());
-    }
 }
 
 fn clean_line(line: &str) -> String {

@@ -14,7 +14,8 @@
 //!   token, generation tok/s is the tokens after the first over the time after it.
 //! - `ttft`: a warm-up request puts the system prompt and tools in the cache, then a
 //!   request with the same prefix and a different article and question is timed to its
-//!   first token.
+//!   one-token answer (the fixture asks for one token: prompt evaluation plus the first
+//!   token, whatever that token is).
 //! - `concurrent`: every request of the group at once; the completion tokens of all of
 //!   them over the wall-clock time from sending the first to finishing the last.
 //!
@@ -167,6 +168,8 @@ async fn answer(model: &LocalModel, request: &BenchRequest) -> Result<Answer, Ll
                 answer.completion_tokens = usage.completion_tokens;
             }
             ChatEvent::Finish { reason } => {
+                // An answer with no text (a first token that ends it) came when it finished.
+                answer.first.get_or_insert(at);
                 answer.end = at;
                 answer.finish = Some(reason);
             }

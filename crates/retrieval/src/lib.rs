@@ -1,17 +1,31 @@
-//! The knowledge base: help-centre articles, their sections, and search over them with
+//! The knowledge base: documents in the formats a help centre is kept in, cut into
+//! parents and children, embedded, and searched by keywords and by meaning, with
 //! citations.
 //!
-//! This first slice is keyword search (BM25 through tantivy) over article sections, and an
-//! extractive answer that quotes the best section and cites it. Embeddings, the vector index,
-//! hybrid fusion and reranking plug in behind the same `search` surface.
+//! Today the answer path searches sections by BM25 (tantivy) and quotes or cites them; the
+//! chunker, the embedders and the vector index are the parts hybrid search is built from.
 //!
-//! Invariant: retrieval knows nothing about HTTP, tenants' storage or customer support; it
-//! turns documents into ranked, citable passages.
+//! Invariant: retrieval knows nothing about tenants' storage or customer support and serves
+//! no HTTP (it may call an embeddings API); it turns documents into ranked, citable
+//! passages.
 
 mod answer;
 mod article;
+pub mod chunk;
+pub mod embed;
+pub mod ingest;
 mod keyword;
+mod text;
+pub mod vector;
 
 pub use answer::{Citation, ExtractiveAnswer};
 pub use article::{load_articles, split_sections, Article, ArticleError, Section};
+pub use chunk::{chunk_sections, estimate_tokens, Child, ChunkingConfig, Chunks, Parent};
+pub use embed::{
+    BatchingConfig, BatchingEmbedder, BatchingStats, EmbedError, Embedder, LocalEmbedder, LocalEmbedderConfig,
+    RemoteEmbedder, RemoteEmbedderConfig,
+};
+pub use ingest::{load_folder, parse_document, SourceDefaults, SourceFormat};
 pub use keyword::{Hit, KeywordIndex, SearchError};
+pub use text::sentence_spans;
+pub use vector::{ChunkAttributes, Precision, VectorError, VectorFilter, VectorIndex, VectorIndexConfig};

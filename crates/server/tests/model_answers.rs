@@ -100,6 +100,17 @@ fn use_provider(config: &mut Config, name: &str) {
     config.llm.prices.0.insert(MODEL_ID.into(), Price { input_per_million: 0.15, output_per_million: 0.6 });
 }
 
+/// The server answering with one stand-in upstream that behaves as `behaviour`.
+async fn served_by(behaviour: Behaviour) -> (Arc<StubUpstream>, TestServer) {
+    let (stub, url) = StubUpstream::start(behaviour).await;
+    let server = TestServer::start_with(|c| {
+        add_provider(c, "openai", &url, MODEL);
+        use_provider(c, "openai");
+    })
+    .await;
+    (stub, server)
+}
+
 async fn usage_summary(server: &TestServer) -> concierge_core::UsageSummary {
     let store = concierge_store::open(&server.store_url).await.expect("store");
     let tenant = TenantId::try_from("default".to_owned()).expect("tenant");
@@ -108,12 +119,7 @@ async fn usage_summary(server: &TestServer) -> concierge_core::UsageSummary {
 
 #[tokio::test]
 async fn a_knowledge_question_is_answered_by_the_model_from_numbered_passages_and_its_cost_recorded() {
-    let (stub, url) = StubUpstream::start(Behaviour::Answer).await;
-    let server = TestServer::start_with(|c| {
-        add_provider(c, "openai", &url, MODEL);
-        use_provider(c, "openai");
-    })
-    .await;
+    let (stub, server) = served_by(Behaviour::Answer).await;
     let id = server.create_conversation().await;
     let (status, body) = server.say(&id, "How do I reset my password?").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -152,12 +158,7 @@ async fn a_knowledge_question_is_answered_by_the_model_from_numbered_passages_an
 
 #[tokio::test]
 async fn an_answer_no_passage_supports_is_never_sent_and_the_passage_is_quoted_instead() {
-    let (stub, url) = StubUpstream::start(Behaviour::Invent).await;
-    let server = TestServer::start_with(|c| {
-        add_provider(c, "openai", &url, MODEL);
-        use_provider(c, "openai");
-    })
-    .await;
+    let (stub, server) = served_by(Behaviour::Invent).await;
     let id = server.create_conversation().await;
     let (status, body) = server.say(&id, "How do I reset my password?").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -178,12 +179,7 @@ async fn an_answer_no_passage_supports_is_never_sent_and_the_passage_is_quoted_i
 
 #[tokio::test]
 async fn earlier_turns_are_given_to_the_model() {
-    let (stub, url) = StubUpstream::start(Behaviour::Answer).await;
-    let server = TestServer::start_with(|c| {
-        add_provider(c, "openai", &url, MODEL);
-        use_provider(c, "openai");
-    })
-    .await;
+    let (stub, server) = served_by(Behaviour::Answer).await;
     let id = server.create_conversation().await;
     server.say(&id, "How do I reset my password?").await;
     server.say(&id, "And if the reset email never arrives?").await;
@@ -196,12 +192,7 @@ async fn earlier_turns_are_given_to_the_model() {
 
 #[tokio::test]
 async fn a_failing_model_still_gets_a_quoted_answer_with_the_error_recorded() {
-    let (stub, url) = StubUpstream::start(Behaviour::Fail).await;
-    let server = TestServer::start_with(|c| {
-        add_provider(c, "openai", &url, MODEL);
-        use_provider(c, "openai");
-    })
-    .await;
+    let (stub, server) = served_by(Behaviour::Fail).await;
     let id = server.create_conversation().await;
     let (status, body) = server.say(&id, "How do I reset my password?").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -235,12 +226,7 @@ async fn a_fallback_answers_when_the_primary_fails_and_is_the_model_recorded() {
 
 #[tokio::test]
 async fn a_repeated_question_is_answered_from_the_cache_without_new_cost() {
-    let (stub, url) = StubUpstream::start(Behaviour::Answer).await;
-    let server = TestServer::start_with(|c| {
-        add_provider(c, "openai", &url, MODEL);
-        use_provider(c, "openai");
-    })
-    .await;
+    let (stub, server) = served_by(Behaviour::Answer).await;
     for _ in 0..2 {
         let id = server.create_conversation().await;
         server.say(&id, "How do I reset my password?").await;
@@ -278,12 +264,7 @@ async fn routing_sends_long_prompts_to_the_large_model_and_records_the_route() {
 
 #[tokio::test]
 async fn nothing_found_is_said_without_calling_the_model() {
-    let (stub, url) = StubUpstream::start(Behaviour::Answer).await;
-    let server = TestServer::start_with(|c| {
-        add_provider(c, "openai", &url, MODEL);
-        use_provider(c, "openai");
-    })
-    .await;
+    let (stub, server) = served_by(Behaviour::Answer).await;
     let id = server.create_conversation().await;
     let (status, body) = server.say(&id, "qwxz zzyzx").await;
     assert_eq!(status, StatusCode::OK);

@@ -1,0 +1,193 @@
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::attributes::{Attributes, ChunkAttributes, Symbols, VectorFilter};
+use super::config::{Precision, VectorIndexConfig};
+use super::error::VectorError;
+use super::graph::{Graph, RESERVED_KEY};
+use super::numeric::{dot, unit_vector};
+use super::persist;
+use super::slots::SearchSlots;
+
+/// Chunk vectors with their tenant and metadata, searchable by cosine similarity under a filter.
+///
+/// Searches run concurrently with each other (up to `max_concurrent_searches` at once, the rest
+/// wait); `upsert`, `remove` and `set_ef_search` take an exclusive lock and wait for running
+/// searches to finish.
+pub struct VectorIndex {
+    config: VectorIndexConfig,
+    state: RwLock<State>,
+    slots: SearchSlots,
+}
+
+/// Chunks by key. The search filter looks a key up on every graph node it reaches, so the
+/// hasher is a fast one rather than the DoS-resistant default: keys are chunk ids the index's
+/// owner assigns, not input from strangers.
+pub(crate) type Chunks = HashMap<u64, Chunk, foldhash::fast::RandomState>;
+
+pub(crate) struct State {
+    pub(crate) graph: Graph,
+    pub(crate) chunks: Chunks,
+    pub(crate) symbols: Symbols,
+}
+
+pub(crate) struct Chunk {
+    pub(crate) attributes: Attributes,
+    /// The unit vector at full precision, kept only when the graph holds quantised ones.
+    pub(crate) exact: Option<Box<[f32]>>,
+}
+
+impl VectorIndex {
+    /// An empty index.
+    pub fn new(config: VectorIndexConfig) -> Result<Self, VectorError> {
+        config.validate()?;
+        let state = State { graph: Graph::new(&config)?, chunks: Chunks::default(), symbols: Symbols::default() };
+        Ok(Self::from_parts(config, state))
+    }
+
+    fn from_parts(config: VectorIndexConfig, state: State) -> Self {
+        let slots = SearchSlots::new(config.max_concurrent_searches);
+        Self { config, state: RwLock::new(state), slots }
+    }
+
+    /// Reads an index that [`VectorIndex::save`] wrote to `dir`, with one search context per
+    /// available core. A missing directory or manifest, a format version this build does not
+    /// read, and a file that is truncated or altered are errors, never a panic and never a
+    /// silently different index. Cost: reads and checksums every file.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, VectorError> {
+        Self::open_with_concurrency(dir, VectorIndexConfig::default_concurrency())
+    }
+
+    /// [`VectorIndex::open`], allowing `max_concurrent_searches` searches at once.
+    pub fn open_with_concurrency(dir: impl AsRef<Path>, max_concurrent_searches: usize) -> Result<Self, VectorError> {
+        let (config, state) = persist::read(dir.as_ref(), max_concurrent_searches)?;
+        Ok(Self::from_parts(config, state))
+    }
+
+    /// Writes the whole index (graph, full-precision vectors, attributes) under `dir`, creating
+    /// it if needed. The manifest is replaced last, in one rename, so a save cut short leaves
+    /// the previous index readable. Searches go on meanwhile; writes wait.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), VectorError> {
+        persist::write(dir.as_ref(), &self.config, &self.read())
+    }
+
+    /// The settings the index was created or opened with.
+    pub fn config(&self) -> &VectorIndexConfig {
+        &self.config
+    }
+
+    /// Number of chunks held.
+    pub fn len(&self) -> usize {
+        self.read().chunks.len()
+    }
+
+    /// Whether no chunk is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `key` is held.
+    pub fn contains(&self, key: u64) -> bool {
+        self.read().chunks.contains_key(&key)
+    }
+
+    /// Stores `vector` (normalised to unit length) and `attributes` under `key`, replacing
+    /// whatever `key` held. If the graph refuses the new vector, `key` is left absent. Cost:
+    /// one graph insertion, about `ef_construction` distance computations per layer.
+    pub fn upsert(&self, key: u64, vector: &[f32], attributes: &ChunkAttributes) -> Result<(), VectorError> {
+        if key == RESERVED_KEY {
+            return Err(VectorError::ReservedKey(key));
+        }
+        let unit = unit_vector(vector, self.config.dimensions)?;
+        let mut state = self.write();
+        let state = &mut *state;
+        state.chunks.remove(&key);
+        // Asked of the graph, not of `chunks`: a failed removal may have left it only there.
+        if state.graph.contains(key) {
+            state.graph.remove(key)?;
+        }
+        state.graph.add(key, &unit)?;
+        let attributes = state.symbols.encode(attributes.tenant.as_str(), attributes.pairs());
+        let exact = (self.config.precision == Precision::Int8).then(|| unit.into_boxed_slice());
+        state.chunks.insert(key, Chunk { attributes, exact });
+        Ok(())
+    }
+
+    /// Removes `key`; `false` if it was not there.
+    pub fn remove(&self, key: u64) -> Result<bool, VectorError> {
+        let mut state = self.write();
+        let held = state.chunks.remove(&key).is_some();
+        if state.graph.contains(key) {
+            state.graph.remove(key)?;
+        }
+        Ok(held)
+    }
+
+    /// Changes how many candidates a search keeps: the recall/speed dial, for this process only
+    /// (a saved index keeps the value it was created or opened with).
+    pub fn set_ef_search(&self, ef_search: usize) {
+        self.write().graph.set_ef_search(ef_search.max(1));
+    }
+
+    /// The `k` chunks most similar to `query` among those `filter` admits, most similar first,
+    /// each with its cosine similarity. Fewer than `k` when fewer are admitted; empty for `k`
+    /// of 0. A query of the wrong length, with a NaN or infinity, or all zeros is an error.
+    ///
+    /// The filter is applied inside the graph walk, so a tenant holding 1% of the vectors still
+    /// gets `k` results; the narrower the filter, the more of the graph the walk may visit.
+    pub fn search(&self, query: &[f32], k: usize, filter: &VectorFilter) -> Result<Vec<(u64, f32)>, VectorError> {
+        let query = unit_vector(query, self.config.dimensions)?;
+        let state = self.read();
+        // The graph reserves room for every result asked for: never ask for more than it holds.
+        let k = k.min(state.chunks.len());
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(filter) = state.symbols.resolve(filter) else {
+            return Ok(Vec::new());
+        };
+        let admit = |key| state.chunks.get(&key).is_some_and(|chunk| filter.admits(&chunk.attributes));
+        let mut hits = {
+            let _slot = self.slots.acquire();
+            match self.config.precision {
+                Precision::Float32 => state.graph.search(&query, k, admit)?,
+                Precision::Int8 => {
+                    let candidates = k.saturating_mul(self.config.rescore_factor).min(state.chunks.len());
+                    rescore(&state.chunks, &query, state.graph.search(&query, candidates, admit)?)
+                }
+            }
+        };
+        // Ties broken by key, so that equal scores come back in the same order every time.
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // Nothing panics while holding the lock; were something to, the worst it could leave is
+        // a chunk missing from the graph or the attributes, which searches already tolerate.
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The graph's candidates with their exact cosine similarity to `query`.
+fn rescore(chunks: &Chunks, query: &[f32], candidates: Vec<(u64, f32)>) -> Vec<(u64, f32)> {
+    candidates
+        .into_iter()
+        .filter_map(|(key, _)| {
+            let exact = chunks.get(&key)?.exact.as_deref()?;
+            Some((key, dot(query, exact)))
+        })
+        .collect()
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex").field("config", &self.config).field("len", &self.len()).finish()
+    }
+}
