@@ -44,7 +44,7 @@ impl OpenAiCompatible {
     pub fn body(&self, request: &ChatRequest) -> Value {
         let mut body = json!({
             "model": self.config.model,
-            "messages": request.messages.iter().map(message_json).collect::<Vec<_>>(),
+            "messages": request.messages.iter().map(|m| message_json(m, Arguments::Text)).collect::<Vec<_>>(),
             "stream": true,
             "stream_options": { "include_usage": true },
         });
@@ -83,7 +83,18 @@ impl OpenAiCompatible {
     }
 }
 
-fn message_json(message: &ChatMessage) -> Value {
+/// How a tool call's arguments are written in a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arguments {
+    /// As a JSON string, as the chat completions API takes them.
+    Text,
+    /// As a JSON object, as chat templates expect them.
+    Object,
+}
+
+/// A message in the OpenAI chat shape: the wire format of chat completions, and the shape
+/// GGUF chat templates are written for.
+pub(crate) fn message_json(message: &ChatMessage, arguments: Arguments) -> Value {
     let role = match message.role {
         MessageRole::System => "system",
         MessageRole::User => "user",
@@ -96,8 +107,11 @@ fn message_json(message: &ChatMessage) -> Value {
             .tool_calls
             .iter()
             .map(|c| {
-                json!({ "id": c.id, "type": "function",
-                        "function": { "name": c.name, "arguments": c.arguments.to_string() } })
+                let args = match arguments {
+                    Arguments::Text => json!(c.arguments.to_string()),
+                    Arguments::Object => c.arguments.clone(),
+                };
+                json!({ "id": c.id, "type": "function", "function": { "name": c.name, "arguments": args } })
             })
             .collect();
     }

@@ -215,7 +215,9 @@ impl ConversationService {
             reasons = ?reasons,
             "grounding gate"
         );
-        let (text, mut metadata) = match verdict.answer() {
+        let answer_text = verdict.answer();
+        let passed = answer_text.is_some();
+        let (text, mut metadata) = match answer_text {
             Some(text) => {
                 let citations = grounded::citations(&verdict.cited(), hits);
                 (text, json!({ "answered_by": ANSWERED_BY_KNOWLEDGE_LLM, "grounded": true, "citations": citations }))
@@ -223,7 +225,7 @@ impl ConversationService {
             None => extractive(hits),
         };
         metadata["grounding"] = json!({
-            "passed": metadata["answered_by"] == ANSWERED_BY_KNOWLEDGE_LLM,
+            "passed": passed,
             "supported": verdict.supported.len(),
             "rejected": verdict.rejected,
         });

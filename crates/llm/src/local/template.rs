@@ -9,7 +9,8 @@ use minijinja::{Environment, ErrorKind, Value as JinjaValue};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::types::{ChatMessage, MessageRole, ToolDefinition};
+use crate::openai::{message_json, Arguments};
+use crate::types::{ChatMessage, ToolDefinition};
 
 const TEMPLATE_NAME: &str = "chat";
 
@@ -42,7 +43,7 @@ impl ChatTemplate {
     /// turn so the model continues from there.
     pub fn render(&self, messages: &[ChatMessage], tools: &[ToolDefinition]) -> Result<String, String> {
         let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| e.to_string())?;
-        let messages: Vec<Value> = messages.iter().map(message_value).collect();
+        let messages: Vec<Value> = messages.iter().map(|m| message_json(m, Arguments::Object)).collect();
         let tools: Vec<Value> = tools.iter().map(tool_value).collect();
         let context = TemplateContext {
             messages,
@@ -62,34 +63,6 @@ struct TemplateContext {
     add_generation_prompt: bool,
     bos_token: &'static str,
     eos_token: &'static str,
-}
-
-/// A message in the OpenAI shape chat templates expect.
-fn message_value(message: &ChatMessage) -> Value {
-    let role = match message.role {
-        MessageRole::System => "system",
-        MessageRole::User => "user",
-        MessageRole::Assistant => "assistant",
-        MessageRole::Tool => "tool",
-    };
-    let mut value = json!({ "role": role, "content": message.content });
-    if !message.tool_calls.is_empty() {
-        value["tool_calls"] = message
-            .tool_calls
-            .iter()
-            .map(|call| {
-                json!({
-                    "id": call.id,
-                    "type": "function",
-                    "function": { "name": call.name, "arguments": call.arguments },
-                })
-            })
-            .collect();
-    }
-    if let Some(id) = &message.tool_call_id {
-        value["tool_call_id"] = json!(id);
-    }
-    value
 }
 
 fn tool_value(tool: &ToolDefinition) -> Value {
