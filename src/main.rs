@@ -3,6 +3,8 @@
 
 mod chat;
 mod demo;
+mod eval;
+mod ingest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Talk to a running Concierge from the terminal.
     Chat(chat::ChatArgs),
+    /// Add or update knowledge-base documents from files and folders.
+    Ingest(ingest::IngestArgs),
+    /// Measure quality: `concierge eval retrieval`.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(cli.config).await,
             Command::Demo(args) => demo::run(cli.config, args).await,
             Command::Chat(args) => chat::run(args).await,
+            Command::Ingest(args) => ingest::run(cli.config, args).await,
+            Command::Eval(args) => eval::run(cli.config, args).await,
         }
     });
     match result {

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::keyword::Hit;
+use crate::knowledge::Hit;
 
 /// Where a quoted passage came from; `n` is the number used in the answer's `[n]`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

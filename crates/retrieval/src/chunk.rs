@@ -15,7 +15,8 @@ use crate::article::Section;
 use crate::text::sentence_spans;
 
 /// How articles are cut.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ChunkingConfig {
     /// Tokens a child aims at and does not exceed unless one sentence alone does.
     pub target_tokens: usize,

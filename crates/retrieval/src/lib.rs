@@ -2,9 +2,6 @@
 //! parents and children, embedded, and searched by keywords and by meaning, with
 //! citations.
 //!
-//! Today the answer path searches sections by BM25 (tantivy) and quotes or cites them; the
-//! chunker, the embedders and the vector index are the parts hybrid search is built from.
-//!
 //! Invariant: retrieval knows nothing about tenants' storage or customer support and serves
 //! no HTTP (it may call an embeddings API); it turns documents into ranked, citable
 //! passages.
@@ -13,8 +10,12 @@ mod answer;
 mod article;
 pub mod chunk;
 pub mod embed;
+pub mod eval;
+pub mod fusion;
 pub mod ingest;
 mod keyword;
+pub mod knowledge;
+pub mod rerank;
 mod text;
 pub mod vector;
 
@@ -25,7 +26,12 @@ pub use embed::{
     BatchingConfig, BatchingEmbedder, BatchingStats, EmbedError, Embedder, LocalEmbedder, LocalEmbedderConfig,
     RemoteEmbedder, RemoteEmbedderConfig,
 };
+pub use fusion::{Fusion, FusionMethod};
 pub use ingest::{load_folder, parse_document, SourceDefaults, SourceFormat};
-pub use keyword::{Hit, KeywordIndex, SearchError};
+pub use keyword::{KeywordChunk, KeywordIndex, SearchError};
+pub use knowledge::{
+    chunk_key, ContextConfig, Hit, IndexedDocument, KnowledgeBase, KnowledgeError, RankedScore, Reranker, ScoredChunk,
+    SearchMode, SearchRequest, SearchResults, SearchSettings, StageScores, StageTimings,
+};
 pub use text::sentence_spans;
 pub use vector::{ChunkAttributes, Precision, VectorError, VectorFilter, VectorIndex, VectorIndexConfig};

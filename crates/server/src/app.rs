@@ -21,6 +21,8 @@ use crate::routes::{self, AppState};
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// The body limit of `POST /v1/documents`.
+    pub max_document_bytes: usize,
     pub request_timeout: Duration,
 }
 
@@ -28,10 +30,18 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the whole HTTP application.
 pub fn router(state: AppState, limits: Limits) -> Router {
+    // Documents may be larger than any other body.
+    let documents = Router::new()
+        .route("/v1/documents", post(routes::put_document).get(routes::list_documents))
+        .layer(DefaultBodyLimit::max(limits.max_document_bytes))
+        .layer(axum::Extension(BodyLimit(limits.max_document_bytes)));
     let api = Router::new()
         .route("/v1/conversations", post(routes::create_conversation))
         .route("/v1/conversations/{id}", get(routes::get_conversation))
         .route("/v1/conversations/{id}/messages", post(routes::post_message))
+        .merge(documents)
+        .route("/v1/documents/{*id}", get(routes::get_document).delete(routes::delete_document))
+        .route("/v1/search", get(routes::search))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .fallback(route_not_found)

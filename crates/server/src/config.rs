@@ -4,6 +4,7 @@
 //! Everything is checked before anything starts: a bad value names the file (or variable),
 //! the key and what was expected, and the process exits non-zero.
 
+mod knowledge;
 mod llm;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+pub use knowledge::{EmbedderConfig, KnowledgeConfig, TenantKnowledgeConfig};
 pub use llm::{
     AnthropicProviderConfig, KeyInFile, LlmConfig, OpenAiProviderConfig, ProviderConfig, ResponseCacheConfig,
     RoutingConfig, LOCAL, NO_MODEL,
@@ -72,16 +74,6 @@ pub struct TenantConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct KnowledgeConfig {
-    /// Folder of Markdown articles with `+++` TOML front matter. Optional: without it
-    /// Concierge answers that it has no knowledge base.
-    pub path: Option<PathBuf>,
-    /// How many passages a search returns.
-    pub top_k: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `json` (one object per line) or `pretty`.
     pub format: LogFormat,
@@ -101,7 +93,8 @@ pub enum LogFormat {
 pub struct Secrets {
     /// `DATABASE_URL`: overrides `store.url` and may carry a password.
     pub database_url: Option<SecretString>,
-    /// Model providers' keys, by the name of the variable that held them (`api_key_env`).
+    /// Model and embeddings providers' keys, by the name of the variable that held them
+    /// (`api_key_env`).
     pub llm_keys: BTreeMap<String, SecretString>,
 }
 
@@ -128,12 +121,6 @@ impl Default for TenantConfig {
             id: TenantId::try_from("default".to_owned()).expect("`default` is a valid tenant id"),
             name: "Default".into(),
         }
-    }
-}
-
-impl Default for KnowledgeConfig {
-    fn default() -> Self {
-        Self { path: None, top_k: 5 }
     }
 }
 
@@ -173,7 +160,7 @@ impl Config {
         // (ports of the demo, the models folder) belong to other parts of the program.
         figment = figment.merge(Env::prefixed("CONCIERGE_").split("__").filter(|key| key.as_str().contains('.')));
         let mut config: Config = figment.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
-        config.secrets = Secrets::from_env(&config.llm);
+        config.secrets = Secrets::from_env(&config.llm, &config.knowledge);
         config.validate(file)?;
         Ok(config)
     }
@@ -211,12 +198,12 @@ impl Config {
                 "holds a password; put credentials in the DATABASE_URL environment variable".into(),
             );
         }
-        if !(1..=50).contains(&self.knowledge.top_k) {
-            return fail("knowledge.top_k", format!("is {}; expected 1 to 50", self.knowledge.top_k));
+        if let Err((key, problem)) = self.knowledge.validate() {
+            return fail(&key, problem);
         }
-        if let Some(path) = &self.knowledge.path {
-            if !path.is_dir() {
-                return fail("knowledge.path", format!("is `{}`, which is not a folder", path.display()));
+        if let Some(var) = self.knowledge.key_variable() {
+            if !self.secrets.llm_keys.contains_key(var) {
+                return fail("knowledge.embedder.api_key_env", format!("names `{var}`, which is not set"));
             }
         }
         if self.log.level.parse::<tracing_level::Filter>().is_err() {
@@ -236,11 +223,12 @@ impl Config {
 }
 
 impl Secrets {
-    /// `DATABASE_URL`, and the variables `llm` names as holding keys; unset or empty
+    /// `DATABASE_URL`, and the variables `llm` and `knowledge` name as holding keys; unset or empty
     /// variables are left out.
-    fn from_env(llm: &LlmConfig) -> Self {
+    fn from_env(llm: &LlmConfig, knowledge: &KnowledgeConfig) -> Self {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(SecretString::from);
-        let llm_keys = llm.key_variables().into_iter().filter_map(|var| Some((var.to_owned(), get(var)?))).collect();
+        let variables = llm.key_variables().into_iter().chain(knowledge.key_variable());
+        let llm_keys = variables.filter_map(|var| Some((var.to_owned(), get(var)?))).collect();
         Self { database_url: get("DATABASE_URL"), llm_keys }
     }
 

@@ -17,26 +17,26 @@ use concierge_core::{
 };
 use concierge_llm::routing::RouteSignals;
 use concierge_llm::{counter_for, ChatRequest, LlmError, Usage};
-use concierge_retrieval::{ExtractiveAnswer, Hit, KeywordIndex};
+use concierge_retrieval::{ExtractiveAnswer, Hit, SearchRequest};
 use concierge_store::{NewMessage, Store};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::grounded;
+use crate::knowledge::{check_document_id, DocumentSummary, IngestOutcome, Knowledge, NewDocument, SOURCE_API};
 use crate::llm::{LlmStack, ModelAnswer};
 
 /// Which path produced an answer, recorded on every assistant message as `answered_by`.
-pub const ANSWERED_BY_KNOWLEDGE: &str = "knowledge_base_keyword";
+pub const ANSWERED_BY_KNOWLEDGE: &str = "knowledge_base_quote";
 pub const ANSWERED_BY_KNOWLEDGE_LLM: &str = "knowledge_base_llm";
 pub const ANSWERED_BY_TOOL: &str = "tool_lookup";
 
 pub struct ConversationService {
     store: Arc<dyn Store>,
-    knowledge: Option<Arc<KeywordIndex>>,
+    knowledge: Arc<Knowledge>,
     tools: Arc<ToolRegistry>,
     tenant: TenantId,
-    top_k: usize,
     max_message_chars: usize,
     model: Option<AnswerModel>,
 }
@@ -66,13 +66,12 @@ pub struct Transcript {
 impl ConversationService {
     pub fn new(
         store: Arc<dyn Store>,
-        knowledge: Option<Arc<KeywordIndex>>,
+        knowledge: Arc<Knowledge>,
         tools: Arc<ToolRegistry>,
         tenant: TenantId,
-        top_k: usize,
         max_message_chars: usize,
     ) -> Self {
-        Self { store, knowledge, tools, tenant, top_k, max_message_chars, model: None }
+        Self { store, knowledge, tools, tenant, max_message_chars, model: None }
     }
 
     /// Lets `stack` phrase knowledge-base answers, each within `budget` (retries and
@@ -84,6 +83,15 @@ impl ConversationService {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn knowledge(&self) -> &Arc<Knowledge> {
+        &self.knowledge
+    }
+
+    /// The tenant this process serves.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
     }
 
     pub async fn create(&self, customer_ref: Option<String>, channel: &str) -> Result<Conversation, ApiError> {
@@ -119,6 +127,33 @@ impl ConversationService {
         metadata["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
         let reply = self.append(id, Role::Assistant, text, metadata).await?;
         Ok(Exchange { conversation_id: id, message, reply })
+    }
+
+    /// Adds or replaces a knowledge-base document of this tenant.
+    pub async fn put_document(&self, body: NewDocument) -> Result<(IngestOutcome, DocumentSummary), ApiError> {
+        let article = body.into_article()?;
+        let id = article.id.clone();
+        let outcome = self.knowledge.ingest(&self.tenant, article, SOURCE_API).await?;
+        let document = self.document(&id).await?;
+        Ok((outcome, document))
+    }
+
+    pub async fn documents(&self) -> Result<Vec<DocumentSummary>, ApiError> {
+        Ok(self.knowledge.list(&self.tenant).await?)
+    }
+
+    pub async fn document(&self, id: &str) -> Result<DocumentSummary, ApiError> {
+        check_document_id(id)?;
+        self.knowledge.get(&self.tenant, id).await?.ok_or_else(|| ApiError::not_found(format!("document {id}")))
+    }
+
+    pub async fn delete_document(&self, id: &str) -> Result<(), ApiError> {
+        check_document_id(id)?;
+        if self.knowledge.delete(&self.tenant, id).await? {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("document {id}")))
+        }
     }
 
     pub async fn transcript(&self, id: ConversationId) -> Result<Transcript, ApiError> {
@@ -161,20 +196,40 @@ impl ConversationService {
         message: &Message,
         question: &str,
     ) -> Result<(String, Value), ApiError> {
-        let hits = match &self.knowledge {
-            Some(index) => index.search(question, self.top_k).map_err(|e| ApiError::Internal(e.to_string()))?,
-            None => Vec::new(),
-        };
+        let request = SearchRequest::new(self.tenant.clone(), question);
+        let results = self.knowledge.search(&request).await.map_err(ApiError::from)?;
+        // In prompt order: the most relevant passage last.
+        let hits = self.knowledge.base().context(&results, &self.knowledge.config().context);
+        let retrieval = json!({
+            "mode": results.mode,
+            "not_found": results.not_found,
+            "best_similarity": results.best_similarity,
+            "passages": hits.len(),
+            "ms": results.timings.total_ms,
+        });
+        let (text, mut metadata) = self.answer_from_passages(id, message, question, &hits).await?;
+        metadata["retrieval"] = retrieval;
+        Ok((text, metadata))
+    }
+
+    /// The answer from `hits` (prompt order, most relevant last).
+    async fn answer_from_passages(
+        &self,
+        id: ConversationId,
+        message: &Message,
+        question: &str,
+        hits: &[Hit],
+    ) -> Result<(String, Value), ApiError> {
         let Some(model) = self.model.as_ref().filter(|_| !hits.is_empty()) else {
-            return Ok(extractive(&hits));
+            return Ok(extractive(hits));
         };
         let history = self.history(id, message.seq).await?;
-        let request = grounded::request(&hits, &history, question, model.stack.max_answer_tokens());
+        let request = grounded::request(hits, &history, question, model.stack.max_answer_tokens());
         match ask(model, &request, question).await {
-            Ok(answer) => self.model_answered(id, &hits, &request, answer).await,
+            Ok(answer) => self.model_answered(id, hits, &request, answer).await,
             Err(kind) => {
                 tracing::warn!(conversation = %id, llm_error = kind, "model failed; quoting the knowledge base");
-                let (text, mut metadata) = extractive(&hits);
+                let (text, mut metadata) = extractive(hits);
                 metadata["llm_error"] = json!(kind);
                 Ok((text, metadata))
             }
@@ -282,8 +337,10 @@ impl ConversationService {
 }
 
 /// The best passage quoted, with citations; says so honestly when nothing was found.
+/// `hits` are in prompt order, the most relevant last.
 fn extractive(hits: &[Hit]) -> (String, Value) {
-    let answer = ExtractiveAnswer::from_hits(hits);
+    let best_first: Vec<Hit> = hits.iter().rev().cloned().collect();
+    let answer = ExtractiveAnswer::from_hits(&best_first);
     let metadata = json!({
         "answered_by": ANSWERED_BY_KNOWLEDGE,
         "grounded": answer.grounded,

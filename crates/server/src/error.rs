@@ -5,8 +5,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use concierge_core::{ParseIdError, TextError};
+use concierge_retrieval::EmbedError;
 use concierge_store::StoreError;
 use serde_json::json;
+
+use crate::knowledge::KnowledgeError;
 
 /// An error answered as `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,14 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request took longer than its deadline of {secs} s")]
     DeadlineExceeded { secs: u64 },
+    #[error("{0}")]
+    InvalidDocument(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("too many requests are waiting for the embedding model; retry in a moment")]
+    Overloaded,
+    #[error("the embedding model is unavailable; please retry")]
+    EmbedderUnavailable(String),
     #[error("the store is unavailable; please retry")]
     StoreUnavailable(String),
     #[error("an internal error occurred; it has been logged")]
@@ -63,6 +74,10 @@ impl ApiError {
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             DeadlineExceeded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "deadline_exceeded"),
             StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            InvalidDocument(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document"),
+            InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            EmbedderUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "embedder_unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -83,16 +98,47 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<KnowledgeError> for ApiError {
+    fn from(error: KnowledgeError) -> Self {
+        use concierge_retrieval::KnowledgeError as Index;
+        match error {
+            KnowledgeError::Store(e) => e.into(),
+            KnowledgeError::Article(e) => ApiError::InvalidDocument(e.to_string()),
+            KnowledgeError::Invalid(problem) => ApiError::InvalidDocument(problem),
+            KnowledgeError::Embed(e) | KnowledgeError::Index(Index::Embed(e)) => embed_error(e),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The embedder's failures: a full queue or a provider's 429 is the client's cue to back off;
+/// a provider down or slow is a 503; the rest is ours.
+fn embed_error(error: EmbedError) -> ApiError {
+    match error {
+        EmbedError::Overloaded { .. } | EmbedError::RateLimited { .. } => ApiError::Overloaded,
+        EmbedError::Timeout { .. }
+        | EmbedError::Connect { .. }
+        | EmbedError::Server { .. }
+        | EmbedError::Stopped { .. } => ApiError::EmbedderUnavailable(error.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         // The details of server-side failures go to the log, never to the client.
         match &self {
-            ApiError::Internal(detail) | ApiError::StoreUnavailable(detail) => {
+            ApiError::Internal(detail) | ApiError::StoreUnavailable(detail) | ApiError::EmbedderUnavailable(detail) => {
                 tracing::error!(code, detail = %detail, "request failed");
             }
             _ => tracing::debug!(code, "request refused"),
         }
-        (status, Json(json!({ "error": { "code": code, "message": self.to_string() } }))).into_response()
+        let mut response =
+            (status, Json(json!({ "error": { "code": code, "message": self.to_string() } }))).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }

@@ -12,6 +12,7 @@ pub mod grounded;
 pub mod knowledge;
 pub mod llm;
 pub mod routes;
+pub mod search;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,35 +71,49 @@ impl Server {
                 created_at: concierge_core::now(),
             })
             .await?;
-        let knowledge = match &config.knowledge.path {
-            Some(dir) => {
-                let (index, summary) = knowledge::load(store.as_ref(), &tenant.id, dir).await?;
-                tracing::info!(
-                    articles = summary.articles,
-                    added = summary.added,
-                    updated = summary.updated,
-                    unchanged = summary.unchanged,
-                    sections = summary.sections,
-                    "knowledge base loaded"
-                );
-                Some(Arc::new(index))
-            }
-            None => None,
-        };
+        // The model first: its configuration problems stop start-up before anything is embedded.
+        let model = llm::LlmStack::build(&config.llm, &config.secrets).await?;
+        let knowledge = Arc::new(
+            knowledge::Knowledge::open(
+                Arc::clone(&store),
+                &config.knowledge,
+                &config.secrets,
+                std::slice::from_ref(&tenant.id),
+            )
+            .await?,
+        );
+        if let Some(dir) = &config.knowledge.path {
+            let progress = |done: usize, total: usize, _: &str| {
+                if done % 10 == 0 || done == total {
+                    tracing::info!(done, total, "ingesting the knowledge base");
+                }
+            };
+            let summary = knowledge.ingest_folder(&tenant.id, dir, &progress).await?;
+            tracing::info!(
+                documents = summary.documents,
+                added = summary.added,
+                updated = summary.updated,
+                unchanged = summary.unchanged,
+                removed = summary.removed,
+                chunks = summary.chunks,
+                "knowledge base loaded"
+            );
+        }
+        knowledge.keep_saved(Duration::from_secs(5));
         let tools = Arc::new(config.tool_registry()?);
         let mut service = conversation::ConversationService::new(
             store,
             knowledge,
             tools,
             tenant.id.clone(),
-            config.knowledge.top_k,
             config.server.max_message_chars,
         );
         let limits = app::Limits {
             max_body_bytes: config.server.max_body_bytes,
+            max_document_bytes: config.knowledge.max_document_bytes,
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         };
-        if let Some(stack) = llm::LlmStack::build(&config.llm, &config.secrets).await? {
+        if let Some(stack) = model {
             service = service.with_model(Arc::new(stack), model_budget(limits.request_timeout));
         }
         let app = app::router(Arc::new(service), limits);

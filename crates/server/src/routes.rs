@@ -12,7 +12,9 @@ use serde_json::json;
 
 use crate::conversation::ConversationService;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathId};
+use crate::extract::{JsonBody, PathId, QueryParams};
+use crate::knowledge::{IngestOutcome, NewDocument};
+use crate::search::{self, SearchParams};
 
 pub type AppState = Arc<ConversationService>;
 
@@ -66,6 +68,41 @@ pub async fn get_conversation(
     PathId(id): PathId<ConversationId>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(service.transcript(id).await?))
+}
+
+pub async fn put_document(
+    State(service): State<AppState>,
+    JsonBody(body): JsonBody<NewDocument>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (outcome, document) = service.put_document(body).await?;
+    let status = if outcome == IngestOutcome::Added { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "status": outcome, "document": document }))))
+}
+
+pub async fn list_documents(State(service): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "documents": service.documents().await? })))
+}
+
+pub async fn get_document(
+    State(service): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(service.document(&id).await?))
+}
+
+pub async fn delete_document(
+    State(service): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    service.delete_document(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn search(
+    State(service): State<AppState>,
+    QueryParams(params): QueryParams<SearchParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(search::run(&service, params).await?))
 }
 
 pub async fn healthz() -> impl IntoResponse {

@@ -25,7 +25,7 @@ async fn a_question_is_stored_answered_with_citations_and_kept_in_the_transcript
     let reply = &body["reply"];
     assert_eq!(reply["role"], "assistant");
     assert_eq!(reply["seq"], 2);
-    assert_eq!(reply["metadata"]["answered_by"], "knowledge_base_keyword");
+    assert_eq!(reply["metadata"]["answered_by"], "knowledge_base_quote");
     assert_eq!(reply["metadata"]["citations"][0]["article_id"], "password-reset");
     assert!(reply["content"].as_str().unwrap().contains("[1]"));
 

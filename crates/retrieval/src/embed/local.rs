@@ -238,7 +238,7 @@ impl Model {
     }
 }
 
-fn required_file(dir: &Path, name: &str) -> Result<PathBuf, EmbedError> {
+pub(crate) fn required_file(dir: &Path, name: &str) -> Result<PathBuf, EmbedError> {
     let path = dir.join(name);
     if path.is_file() {
         Ok(path)
@@ -247,7 +247,7 @@ fn required_file(dir: &Path, name: &str) -> Result<PathBuf, EmbedError> {
     }
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
     let invalid = |message: String| EmbedError::ModelInvalid { path: path.to_owned(), message };
     let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))
@@ -289,7 +289,7 @@ fn max_tokens(dir: &Path, positions: usize) -> Result<usize, EmbedError> {
 /// tokenizer.json pads and truncates every input to a fixed 128 tokens. Padding a batch to
 /// its longest text wastes no work on short ones, and truncating at `max_tokens` lets long
 /// texts use the length the model was trained with.
-fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, EmbedError> {
+pub(crate) fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, EmbedError> {
     let invalid = |message: String| EmbedError::ModelInvalid { path: path.to_owned(), message };
     let mut tokenizer = Tokenizer::from_file(path).map_err(|e| invalid(e.to_string()))?;
     let shipped = tokenizer.get_padding().cloned().unwrap_or_default();

@@ -16,7 +16,7 @@
 
 mod batching;
 mod cache;
-mod local;
+pub(crate) mod local;
 mod remote;
 
 use std::path::PathBuf;

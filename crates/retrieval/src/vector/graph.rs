@@ -132,6 +132,19 @@ impl Graph {
         self.index.change_expansion_search(ef_search);
     }
 
+    /// The full-precision vector stored under `key`, for a `Float32` graph (an `Int8` one keeps
+    /// only its quantised copy; the index holds the exact vector beside it).
+    pub(crate) fn vector(&self, key: u64, dimensions: usize) -> Option<Vec<f32>> {
+        if self.precision != Precision::Float32 {
+            return None;
+        }
+        let mut buffer = vec![0.0; dimensions];
+        match self.index.get(key, &mut buffer) {
+            Ok(found) if found > 0 => Some(buffer),
+            _ => None,
+        }
+    }
+
     /// Up to `count` keys nearest to the unit vector `query` among those `admit` accepts,
     /// nearest first, each with the graph's estimate of its cosine similarity. `admit` runs
     /// inside the walk, on every node reached; the walk goes on past rejected nodes until it has

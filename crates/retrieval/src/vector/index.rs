@@ -124,6 +124,21 @@ impl VectorIndex {
         Ok(held)
     }
 
+    /// Every key held, in no particular order.
+    pub fn keys(&self) -> Vec<u64> {
+        self.read().chunks.keys().copied().collect()
+    }
+
+    /// The unit vector stored under `key`, at full precision.
+    pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
+        let state = self.read();
+        let chunk = state.chunks.get(&key)?;
+        match &chunk.exact {
+            Some(exact) => Some(exact.to_vec()),
+            None => state.graph.vector(key, self.config.dimensions),
+        }
+    }
+
     /// Changes how many candidates a search keeps: the recall/speed dial, for this process only
     /// (a saved index keeps the value it was created or opened with).
     pub fn set_ef_search(&self, ef_search: usize) {

@@ -28,6 +28,11 @@ impl TestServer {
         let mut config = Config::default();
         config.secrets.database_url = None;
         config.knowledge.path = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/acme/kb"));
+        config.knowledge.data_dir = Some(dir.path().join("vectors"));
+        config.knowledge.embedder = concierge_server::config::EmbedderConfig::Local {
+            path: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-minilm-l6-v2"),
+            threads: 0,
+        };
         config.llm.provider = "none".into();
         adjust(&mut config);
         let store_url = format!("sqlite://{}", dir.path().join("api.db").display());
