@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use concierge_core::TenantId;
-use concierge_server::knowledge::{IngestOutcome, IngestSummary, Knowledge};
+use concierge_server::knowledge::{IngestSummary, Knowledge};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
@@ -63,21 +63,12 @@ pub async fn run(config_file: Option<PathBuf>, args: IngestArgs) -> anyhow::Resu
                 summary.unchanged,
                 summary.removed
             );
-            total.documents += summary.documents;
-            total.added += summary.added;
-            total.updated += summary.updated;
-            total.unchanged += summary.unchanged;
-            total.removed += summary.removed;
+            total.add(&summary);
         } else {
             let outcome =
                 knowledge.ingest_file(&tenant, path).await.with_context(|| format!("ingesting {}", path.display()))?;
             println!("{}: {}", path.display(), serde_json::to_value(outcome)?.as_str().unwrap_or("?"));
-            total.documents += 1;
-            match outcome {
-                IngestOutcome::Added => total.added += 1,
-                IngestOutcome::Updated => total.updated += 1,
-                IngestOutcome::Unchanged => total.unchanged += 1,
-            }
+            total.count(outcome);
         }
     }
     knowledge.save()?;

@@ -153,17 +153,28 @@ pub struct IngestSummary {
     pub updated: usize,
     pub unchanged: usize,
     pub removed: usize,
-    /// Children indexed, every document of the tenant together.
+    /// Children indexed, every tenant's together.
     pub chunks: usize,
 }
 
 impl IngestSummary {
-    fn count(&mut self, outcome: IngestOutcome) {
+    /// Counts one document's outcome.
+    pub fn count(&mut self, outcome: IngestOutcome) {
+        self.documents += 1;
         match outcome {
             IngestOutcome::Added => self.added += 1,
             IngestOutcome::Updated => self.updated += 1,
             IngestOutcome::Unchanged => self.unchanged += 1,
         }
+    }
+
+    /// Adds the document counts of `other`.
+    pub fn add(&mut self, other: &IngestSummary) {
+        self.documents += other.documents;
+        self.added += other.added;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.removed += other.removed;
     }
 }
 
@@ -302,12 +313,12 @@ impl Knowledge {
     ) -> Result<IngestSummary, KnowledgeError> {
         let articles = load_folder(dir)?;
         let source = folder_source(dir);
-        let mut summary = IngestSummary { documents: articles.len(), ..IngestSummary::default() };
+        let mut summary = IngestSummary::default();
         let present: Vec<String> = articles.iter().map(|a| a.id.clone()).collect();
         for (i, article) in articles.into_iter().enumerate() {
             let id = article.id.clone();
             summary.count(self.ingest(tenant, article, &source).await?);
-            progress(i + 1, summary.documents, &id);
+            progress(i + 1, present.len(), &id);
         }
         for document in self.store.documents(tenant).await? {
             let from_here = document.metadata.get("source").and_then(|s| s.as_str()) == Some(source.as_str());
