@@ -1,6 +1,7 @@
-//! Help-centre articles on disk: Markdown with TOML front matter between `+++` lines.
+//! The one shape every ingested document takes (see `ingest` for the formats read), and its
+//! split into `##` sections.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,45 +47,6 @@ pub enum ArticleError {
     DuplicateId { path: PathBuf, id: String },
 }
 
-impl Article {
-    /// Parses one article file's text.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ArticleError> {
-        let rest = text.strip_prefix("+++").ok_or_else(|| ArticleError::NoFrontMatter { path: path.to_owned() })?;
-        let (front, body) =
-            rest.split_once("\n+++").ok_or_else(|| ArticleError::NoFrontMatter { path: path.to_owned() })?;
-        let mut article: Article = toml::from_str(front)
-            .map_err(|e| ArticleError::FrontMatter { path: path.to_owned(), message: e.message().to_owned() })?;
-        let body = body.trim();
-        if body.is_empty() {
-            return Err(ArticleError::EmptyBody { path: path.to_owned() });
-        }
-        article.body = body.to_owned();
-        Ok(article)
-    }
-}
-
-/// Loads every `*.md` file of `dir`, sorted by file name so ids and ordering are stable.
-pub fn load_articles(dir: &Path) -> Result<Vec<Article>, ArticleError> {
-    let read_err = |source| ArticleError::Read { path: dir.to_owned(), source };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(read_err)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    paths.sort();
-    let mut articles: Vec<Article> = Vec::with_capacity(paths.len());
-    for path in paths {
-        let text =
-            std::fs::read_to_string(&path).map_err(|source| ArticleError::Read { path: path.clone(), source })?;
-        let article = Article::parse(&path, &text)?;
-        if articles.iter().any(|a| a.id == article.id) {
-            return Err(ArticleError::DuplicateId { path, id: article.id });
-        }
-        articles.push(article);
-    }
-    Ok(articles)
-}
-
 /// Splits an article body at its `## ` headings. Text before the first heading is the
 /// introduction, headed by the article's title. Deeper headings stay inside their section.
 pub fn split_sections(article: &Article) -> Vec<Section> {
@@ -115,27 +77,23 @@ pub fn split_sections(article: &Article) -> Vec<Section> {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "+++\nid = \"returns\"\ntitle = \"Returning an item\"\ncategory = \"returns\"\n+++\n\nIntro text.\n\n## How to return\n\nStep one.\n### Detail\nMore.\n\n## Refunds\n\nFive days.\n";
+    const SAMPLE: &str =
+        "Intro text.\n\n## How to return\n\nStep one.\n### Detail\nMore.\n\n## Refunds\n\nFive days.\n";
 
     #[test]
-    fn front_matter_and_sections_are_parsed() {
-        let article = Article::parse(Path::new("returns.md"), SAMPLE).unwrap();
-        assert_eq!(article.id, "returns");
-        assert_eq!(article.product, None);
+    fn sections_start_at_level_two_headings_and_keep_deeper_ones() {
+        let article = Article {
+            id: "returns".into(),
+            title: "Returning an item".into(),
+            category: "returns".into(),
+            product: None,
+            url: None,
+            updated: None,
+            body: SAMPLE.into(),
+        };
         let sections = split_sections(&article);
         let headings: Vec<_> = sections.iter().map(|s| s.heading.as_str()).collect();
         assert_eq!(headings, ["Returning an item", "How to return", "Refunds"]);
         assert!(sections[1].text.contains("### Detail\nMore."));
-    }
-
-    #[test]
-    fn broken_files_name_the_problem() {
-        let err = Article::parse(Path::new("x.md"), "no front matter").unwrap_err();
-        assert!(err.to_string().contains("x.md: missing front matter"), "{err}");
-        let err = Article::parse(Path::new("y.md"), "+++\ntitle = \"t\"\n+++\nbody").unwrap_err();
-        assert!(err.to_string().contains("y.md: front matter: missing field `id`"), "{err}");
-        let err =
-            Article::parse(Path::new("z.md"), "+++\nid=\"a\"\ntitle=\"t\"\ncategory=\"c\"\n+++\n  \n").unwrap_err();
-        assert!(matches!(err, ArticleError::EmptyBody { .. }));
     }
 }

@@ -414,6 +414,20 @@ mod tests {
     }
 
     #[test]
+    fn unclosed_front_matter_and_two_documents_with_one_id_are_refused_naming_the_file() {
+        let err = parse_document(Path::new("u.md"), "+++\nid = \"a\"\nBody", SourceFormat::Markdown, &defaults())
+            .unwrap_err();
+        assert!(matches!(err, ArticleError::NoFrontMatter { .. }) && err.to_string().contains("u.md"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.md"), "+++\nid = \"same\"\n+++\nOne.").unwrap();
+        std::fs::write(dir.path().join("b.txt"), "Two\n\nThe second.").unwrap();
+        std::fs::write(dir.path().join("c.md"), "+++\nid = \"same\"\n+++\nThree.").unwrap();
+        let err = load_folder(dir.path()).unwrap_err();
+        assert!(matches!(&err, ArticleError::DuplicateId { id, .. } if id == "same"), "{err}");
+        assert!(err.to_string().contains("c.md"), "{err}");
+    }
+
+    #[test]
     fn plain_text_takes_its_first_line_as_title() {
         let article =
             parse_document(Path::new("a.txt"), "Refunds\n\nThey take five days.", SourceFormat::Text, &defaults())

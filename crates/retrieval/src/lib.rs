@@ -20,7 +20,7 @@ mod text;
 pub mod vector;
 
 pub use answer::{Citation, ExtractiveAnswer};
-pub use article::{load_articles, split_sections, Article, ArticleError, Section};
+pub use article::{split_sections, Article, ArticleError, Section};
 pub use chunk::{chunk_sections, estimate_tokens, Child, ChunkingConfig, Chunks, Parent};
 pub use embed::{
     BatchingConfig, BatchingEmbedder, BatchingStats, EmbedError, Embedder, LocalEmbedder, LocalEmbedderConfig,

@@ -1,8 +1,15 @@
-//! What the HTTP suites share: the real server on a random port with a fresh SQLite store
-//! per test and the Acme knowledge base.
+//! What the HTTP suites share: the real server on a random port with a SQLite store of its
+//! own per test and the Acme knowledge base.
+//!
+//! Embedding the knowledge base is the slow part of a start (a minute of both cores), so it
+//! is done once per test process: a seeding server ingests the folder into a store and a
+//! vector index of its own, and every test's server starts from a copy of both. The server
+//! still syncs the folder at start-up as it always does; it finds every document unchanged
+//! and every vector under its key.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use concierge_server::{Config, Server};
 use reqwest::{Client, StatusCode};
@@ -25,19 +32,10 @@ impl TestServer {
     /// The server with no model unless `adjust` configures one.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.secrets.database_url = None;
-        config.knowledge.path = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/acme/kb"));
-        config.knowledge.data_dir = Some(dir.path().join("vectors"));
-        config.knowledge.embedder = concierge_server::config::EmbedderConfig::Local {
-            path: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-minilm-l6-v2"),
-            threads: 0,
-        };
-        config.llm.provider = "none".into();
+        copy_seed(seed(), dir.path());
+        let mut config = config_in(dir.path());
         adjust(&mut config);
-        let store_url = format!("sqlite://{}", dir.path().join("api.db").display());
-        config.server.bind = "127.0.0.1:0".parse().expect("addr");
-        config.store.url = store_url.clone();
+        let store_url = config.store.url.clone();
         let server = Server::build(&config).await.expect("server starts");
         let addr = server.local_addr().expect("bound");
         tokio::spawn(server.serve(std::future::pending()));
@@ -78,5 +76,61 @@ impl TestServer {
     pub async fn transcript(&self, conversation: &str) -> Value {
         let url = self.url(&format!("/v1/conversations/{conversation}"));
         self.client.get(url).send().await.expect("send").json().await.expect("json")
+    }
+}
+
+/// The configuration every test server starts from, keeping its files in `dir`.
+fn config_in(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.secrets.database_url = None;
+    config.knowledge.path = Some(repo().join("examples/acme/kb"));
+    config.knowledge.data_dir = Some(dir.join("vectors"));
+    config.knowledge.embedder =
+        concierge_server::config::EmbedderConfig::Local { path: repo().join("models/all-minilm-l6-v2"), threads: 0 };
+    config.llm.provider = "none".into();
+    config.server.bind = "127.0.0.1:0".parse().expect("addr");
+    config.store.url = format!("sqlite://{}", dir.join("api.db").display());
+    config
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The folder holding a store and a vector index with the Acme knowledge base ingested,
+/// made on first use by a server of its own on a runtime of its own (each test has its own
+/// runtime, which ends with the test).
+fn seed() -> &'static Path {
+    static SEED: OnceLock<tempfile::TempDir> = OnceLock::new();
+    SEED.get_or_init(|| {
+        std::thread::spawn(|| {
+            let dir = tempfile::tempdir().expect("seed dir");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let server = Server::build(&config_in(dir.path())).await.expect("the seeding server starts");
+                drop(server);
+            });
+            drop(runtime);
+            dir
+        })
+        .join()
+        .expect("seeding the knowledge base")
+    })
+    .path()
+}
+
+/// Copies the seed's store (with its write-ahead log, if any) and vector index into `dir`.
+fn copy_seed(seed: &Path, dir: &Path) {
+    for name in ["api.db", "api.db-wal"] {
+        let from = seed.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, dir.join(name)).expect("copy the seeded store");
+        }
+    }
+    let vectors = dir.join("vectors");
+    std::fs::create_dir_all(&vectors).expect("vector dir");
+    for entry in std::fs::read_dir(seed.join("vectors")).expect("seeded vectors") {
+        let entry = entry.expect("seeded vector file");
+        std::fs::copy(entry.path(), vectors.join(entry.file_name())).expect("copy the seeded vectors");
     }
 }
