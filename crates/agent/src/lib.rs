@@ -1,4 +1,5 @@
-//! Concierge's support agent. This slice holds the tool layer (tools declared in
+//! Concierge's support agent. This slice holds the router (which intent a message expresses,
+//! with calibrated confidence, out-of-scope and clarifying thresholds), the tool layer (tools declared in
 //! configuration, their arguments extracted by pattern and validated by JSON Schema, called
 //! over HTTP (JSON or SOAP/XML), and every call written to the audit log) and the grounding
 //! gate every generated answer passes before a customer sees it.
@@ -7,7 +8,9 @@
 //! arguments, and none leaves without an audit record.
 
 pub mod grounding;
+pub mod router;
 pub mod tools;
 
 pub use grounding::{Evidence, GroundingGate, Verdict};
+pub use router::{IntentSpec, Router, RouterConfig, RouterError, Routing};
 pub use tools::{BackendSpec, CallContext, Risk, ToolCallResult, ToolConfigError, ToolError, ToolRegistry, ToolSpec};

@@ -32,6 +32,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub tenant: TenantConfig,
     pub knowledge: KnowledgeConfig,
+    /// Which intent a message expresses: the intents file and the router's thresholds.
+    pub router: concierge_agent::RouterConfig,
     pub log: LogConfig,
     /// The language model: providers, fallbacks, resilience, cache, routing, prices.
     pub llm: LlmConfig,
@@ -205,6 +207,12 @@ impl Config {
             if !self.secrets.llm_keys.contains_key(var) {
                 return fail("knowledge.embedder.api_key_env", format!("names `{var}`, which is not set"));
             }
+        }
+        if let Err(error) = self.router.check() {
+            return fail("router", error.to_string());
+        }
+        if let Some(intents) = self.router.intents.as_ref().filter(|p| !p.is_file()) {
+            return fail("router.intents", format!("is `{}`, which is not a file", intents.display()));
         }
         if self.log.level.parse::<tracing_level::Filter>().is_err() {
             return fail("log.level", format!("is `{}`; expected a filter such as `info` or `debug`", self.log.level));

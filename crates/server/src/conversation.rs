@@ -1,6 +1,12 @@
 //! The conversation service: create conversations, take a customer's message, store it,
 //! answer it, store the answer. HTTP handlers only call into here.
 //!
+//! With a router configured, every message is first routed (its intent, how sure the
+//! router is, or out of scope); the routing is recorded on the reply and given to the model
+//! router, and a message out of scope that the knowledge base knows nothing of gets the
+//! out-of-scope reply. A routing failure never fails the message: it is logged and the
+//! message answered unrouted.
+//!
 //! A message whose lookup tool's arguments are in it is answered from the tool's result.
 //! Any other is answered from the knowledge base: by the model from the passages found
 //! when a model is configured, as far as the grounding gate finds its sentences supported
@@ -11,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concierge_agent::grounding::Unsupported;
-use concierge_agent::{CallContext, ToolRegistry};
+use concierge_agent::{CallContext, Router, Routing, ToolRegistry};
 use concierge_core::{
     Conversation, ConversationId, ConversationStatus, Message, MessageId, MessageText, Role, TenantId, UsageRecord,
 };
@@ -31,6 +37,12 @@ use crate::llm::{LlmStack, ModelAnswer};
 pub const ANSWERED_BY_KNOWLEDGE: &str = "knowledge_base_quote";
 pub const ANSWERED_BY_KNOWLEDGE_LLM: &str = "knowledge_base_llm";
 pub const ANSWERED_BY_TOOL: &str = "tool_lookup";
+pub const ANSWERED_BY_OUT_OF_SCOPE: &str = "out_of_scope";
+
+/// What a customer is told when the message is out of scope and the knowledge base has
+/// nothing on it.
+pub const OUT_OF_SCOPE_REPLY: &str = "Sorry, that is not something I can help with here. \
+I can answer questions about what we offer, or pass you to a person if you ask for one.";
 
 pub struct ConversationService {
     store: Arc<dyn Store>,
@@ -39,6 +51,7 @@ pub struct ConversationService {
     tenant: TenantId,
     max_message_chars: usize,
     model: Option<AnswerModel>,
+    router: Option<Arc<Router>>,
 }
 
 /// The model that phrases knowledge-base answers, and how long it may take for one.
@@ -71,7 +84,13 @@ impl ConversationService {
         tenant: TenantId,
         max_message_chars: usize,
     ) -> Self {
-        Self { store, knowledge, tools, tenant, max_message_chars, model: None }
+        Self { store, knowledge, tools, tenant, max_message_chars, model: None, router: None }
+    }
+
+    /// Routes every message with `router` before answering it.
+    pub fn with_router(mut self, router: Arc<Router>) -> Self {
+        self.router = Some(router);
+        self
     }
 
     /// Lets `stack` phrase knowledge-base answers, each within `budget` (retries and
@@ -116,14 +135,18 @@ impl ConversationService {
         self.require(id).await?;
         let message = self.append(id, Role::User, text.as_str().to_owned(), json!({})).await?;
         let started = Instant::now();
+        let routing = self.route(id, text.as_str()).await;
         let (text, mut metadata) = match self.tools.find_lookup(text.as_str()) {
             Some((spec, args)) => {
                 let name = spec.name.clone();
                 let ctx = CallContext { tenant: self.tenant.clone(), conversation: id, turn: message.seq, step: 0 };
                 self.answer_with_tool(&ctx, &name, args).await?
             }
-            None => self.answer_from_knowledge(id, &message, text.as_str()).await?,
+            None => self.answer_from_knowledge(id, &message, text.as_str(), routing.as_ref()).await?,
         };
+        if let Some(routing) = &routing {
+            metadata["routing"] = json!(routing);
+        }
         metadata["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
         let reply = self.append(id, Role::Assistant, text, metadata).await?;
         Ok(Exchange { conversation_id: id, message, reply })
@@ -187,14 +210,28 @@ impl ConversationService {
         Ok(self.store.append_message(new).await?)
     }
 
+    /// The router's decision, if there is a router and it could decide.
+    async fn route(&self, id: ConversationId, text: &str) -> Option<Routing> {
+        let router = self.router.as_ref()?;
+        match router.route(text).await {
+            Ok(routing) => Some(routing),
+            Err(error) => {
+                tracing::warn!(conversation = %id, %error, "routing failed; answering unrouted");
+                None
+            }
+        }
+    }
+
     /// Answers from the knowledge base: phrased by the model from the passages found when
     /// there is a model and something was found, quoted otherwise. A model failure is
-    /// recorded as `llm_error` and the answer quoted.
+    /// recorded as `llm_error` and the answer quoted. Out of scope with nothing found, the
+    /// out-of-scope reply.
     async fn answer_from_knowledge(
         &self,
         id: ConversationId,
         message: &Message,
         question: &str,
+        routing: Option<&Routing>,
     ) -> Result<(String, Value), ApiError> {
         let request = SearchRequest::new(self.tenant.clone(), question);
         let results = self.knowledge.search(&request).await.map_err(ApiError::from)?;
@@ -207,7 +244,12 @@ impl ConversationService {
             "passages": hits.len(),
             "ms": results.timings.total_ms,
         });
-        let (text, mut metadata) = self.answer_from_passages(id, message, question, &hits).await?;
+        if hits.is_empty() && matches!(routing, Some(Routing::OutOfScope { .. })) {
+            let metadata = json!({ "answered_by": ANSWERED_BY_OUT_OF_SCOPE, "citations": [], "retrieval": retrieval });
+            return Ok((OUT_OF_SCOPE_REPLY.to_owned(), metadata));
+        }
+        let signals = route_signals(routing);
+        let (text, mut metadata) = self.answer_from_passages(id, message, question, &hits, signals).await?;
         metadata["retrieval"] = retrieval;
         Ok((text, metadata))
     }
@@ -219,13 +261,19 @@ impl ConversationService {
         message: &Message,
         question: &str,
         hits: &[Hit],
+        signals: RouteSignals,
     ) -> Result<(String, Value), ApiError> {
         let Some(model) = self.model.as_ref().filter(|_| !hits.is_empty()) else {
             return Ok(extractive(hits));
         };
         let history = self.history(id, message.seq).await?;
         let request = grounded::request(hits, &history, question, model.stack.max_answer_tokens());
-        match ask(model, &request, question).await {
+        let signals = RouteSignals {
+            prompt_chars: request.messages.iter().map(|m| m.content.chars().count()).sum(),
+            text: question.to_owned(),
+            ..signals
+        };
+        match ask(model, &request, &signals).await {
             Ok(answer) => self.model_answered(id, hits, &request, answer).await,
             Err(kind) => {
                 tracing::warn!(conversation = %id, llm_error = kind, "model failed; quoting the knowledge base");
@@ -351,13 +399,8 @@ fn extractive(hits: &[Hit]) -> (String, Value) {
 
 /// The model's answer to `request` within the model's budget, or the kind of failure. A
 /// blank answer is a failure too: quoting the passages serves the customer better.
-async fn ask(model: &AnswerModel, request: &ChatRequest, question: &str) -> Result<ModelAnswer, &'static str> {
-    let signals = RouteSignals {
-        prompt_chars: request.messages.iter().map(|m| m.content.chars().count()).sum(),
-        text: question.to_owned(),
-        ..RouteSignals::default()
-    };
-    let answer = tokio::time::timeout(model.budget, model.stack.answer(request, &signals))
+async fn ask(model: &AnswerModel, request: &ChatRequest, signals: &RouteSignals) -> Result<ModelAnswer, &'static str> {
+    let answer = tokio::time::timeout(model.budget, model.stack.answer(request, signals))
         .await
         .unwrap_or_else(|_| Err(LlmError::Timeout { provider: "model".into(), after: model.budget }))
         .map_err(|error| grounded::error_kind(&error))?;
@@ -365,6 +408,19 @@ async fn ask(model: &AnswerModel, request: &ChatRequest, question: &str) -> Resu
         return Err("empty_answer");
     }
     Ok(answer)
+}
+
+/// What the model router learns from the intent router: the intent and how sure it was, or
+/// that the message holds several.
+fn route_signals(routing: Option<&Routing>) -> RouteSignals {
+    let (intent, confidence, intents_detected) = match routing {
+        Some(Routing::Intent { intent, .. }) => (Some(intent.intent.clone()), Some(intent.confidence), 1),
+        Some(Routing::Several { intents }) => (None, None, intents.len()),
+        Some(Routing::Clarify { candidates }) => (None, Some(candidates[0].confidence), 1),
+        Some(Routing::OutOfScope { nearest, .. }) => (None, Some(nearest.confidence), 0),
+        None => (None, None, 0),
+    };
+    RouteSignals { intent, confidence, intents_detected, ..RouteSignals::default() }
 }
 
 /// Usage counted here, for a provider that did not report it.

@@ -33,6 +33,10 @@ pub enum StartError {
     Knowledge(#[from] knowledge::KnowledgeError),
     #[error("tools: {0}")]
     Tools(#[from] concierge_agent::ToolConfigError),
+    #[error("{0}")]
+    Router(#[from] concierge_agent::RouterError),
+    #[error("router: {0}")]
+    Intents(#[from] concierge_agent::router::datasets::DatasetError),
     #[error("model: {0}")]
     Llm(#[from] llm::LlmStartError),
     #[error("cannot listen on {addr}: {source}")]
@@ -100,6 +104,16 @@ impl Server {
             );
         }
         knowledge.keep_saved(Duration::from_secs(5));
+        let router = match &config.router.intents {
+            Some(file) => {
+                let intents = concierge_agent::router::datasets::read_intents(file)?;
+                let embedder = Arc::clone(knowledge.base().embedder());
+                let router =
+                    concierge_agent::Router::train(embedder, &intents, config.router.clone(), &|_, _| {}).await?;
+                Some(router)
+            }
+            None => None,
+        };
         let tools = Arc::new(config.tool_registry()?);
         let mut service = conversation::ConversationService::new(
             store,
@@ -115,6 +129,9 @@ impl Server {
         };
         if let Some(stack) = model {
             service = service.with_model(Arc::new(stack), model_budget(limits.request_timeout));
+        }
+        if let Some(router) = router {
+            service = service.with_router(Arc::new(router));
         }
         let app = app::router(Arc::new(service), limits);
         let addr = config.server.bind;

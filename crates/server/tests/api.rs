@@ -91,6 +91,35 @@ async fn a_question_the_knowledge_base_cannot_answer_says_so() {
 }
 
 #[tokio::test]
+async fn messages_are_routed_and_one_out_of_scope_that_the_help_centre_cannot_answer_is_declined() {
+    let intents = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/acme/intents.toml");
+    let server = TestServer::start_with(|c| c.router.intents = Some(intents)).await;
+    let id = server.create_conversation().await;
+
+    let (status, body) = server.say(&id, "I forgot my password and now I can't log in").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reply = &body["reply"]["metadata"];
+    assert_eq!(reply["routing"]["decision"], "intent", "{reply}");
+    assert_eq!(reply["routing"]["intent"]["intent"], "password_reset", "{reply}");
+    assert_eq!(reply["routing"]["specialist"], "account");
+    assert_eq!(reply["citations"][0]["article_id"], "password-reset", "{reply}");
+
+    let (_, body) = server.say(&id, "Where is my package? And also how do I turn on two-factor authentication?").await;
+    let routing = &body["reply"]["metadata"]["routing"];
+    assert_eq!(routing["decision"], "several", "{routing}");
+    let named: Vec<&str> =
+        routing["intents"].as_array().unwrap().iter().map(|i| i[0]["intent"].as_str().unwrap()).collect();
+    assert_eq!(named, ["order_status", "two_factor"], "{routing}");
+
+    let (_, body) = server.say(&id, "What's a good recipe for lasagne?").await;
+    let reply = &body["reply"];
+    assert_eq!(reply["metadata"]["routing"]["decision"], "out_of_scope", "{reply}");
+    assert_eq!(reply["metadata"]["answered_by"], "out_of_scope", "{reply}");
+    assert_eq!(reply["content"], concierge_server::conversation::OUT_OF_SCOPE_REPLY);
+    assert_eq!(reply["metadata"]["citations"], json!([]));
+}
+
+#[tokio::test]
 async fn conversations_take_an_optional_customer_and_channel() {
     let server = TestServer::start().await;
     let (status, body) = server

@@ -165,6 +165,11 @@ impl KnowledgeBase {
         self
     }
 
+    /// The embedding model, for other parts that embed text the same way (the router).
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
     /// The embedding model's id, stored beside every persisted vector.
     pub fn embedder_id(&self) -> &str {
         self.embedder.id()

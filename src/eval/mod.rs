@@ -1,0 +1,40 @@
+//! `concierge eval …`: measurements of the parts that decide what a customer gets.
+
+mod retrieval;
+mod routing;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    what: EvalCommand,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Search quality on a question set with relevant documents (JSON lines).
+    Retrieval {
+        /// The knowledge-base folder; `knowledge.path` by default.
+        #[arg(long)]
+        kb: Option<PathBuf>,
+        #[arg(long, default_value = "examples/acme/retrieval.jsonl")]
+        questions: PathBuf,
+        /// Print the figures as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Router accuracy, out-of-scope detection and calibration: cross-validated on the
+    /// configured intents, and on BANKING77 and CLINC150 when `--data` holds them.
+    Routing(routing::RoutingArgs),
+}
+
+pub async fn run(config_file: Option<PathBuf>, args: EvalArgs) -> anyhow::Result<()> {
+    let config = crate::load_config(config_file.as_deref())?;
+    match args.what {
+        EvalCommand::Retrieval { kb, questions, json } => retrieval::run(&config, kb, questions, json).await,
+        EvalCommand::Routing(routing) => routing::run(&config, routing).await,
+    }
+}
