@@ -1,5 +1,6 @@
 //! `concierge eval …`: measurements of the parts that decide what a customer gets.
 
+mod plot;
 mod retrieval;
 mod routing;
 

@@ -39,6 +39,9 @@ pub struct RoutingArgs {
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Write a reliability diagram of each set into this folder (`routing-<set>.svg`).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -102,6 +105,16 @@ pub async fn run(config: &Config, args: RoutingArgs) -> anyhow::Result<()> {
         results.push(SetResult { seconds: started.elapsed().as_secs_f64(), ..result });
     }
     bar.finish_and_clear();
+    if let Some(dir) = &args.plot {
+        std::fs::create_dir_all(dir)?;
+        for r in &results {
+            let name = set_name(r.set);
+            let title = format!("router reliability: {name} ({} test messages)", r.metrics.examples);
+            let path = dir.join(format!("routing-{name}.svg"));
+            std::fs::write(&path, super::plot::reliability_svg(&title, &r.metrics))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
@@ -237,6 +250,10 @@ impl Eval<'_> {
     }
 }
 
+fn set_name(set: EvalSet) -> String {
+    serde_json::to_value(set).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
 fn print_table(embedder: &str, results: &[SetResult]) {
     println!("router on {embedder}: logistic regression, temperature-calibrated");
     println!(
@@ -246,7 +263,7 @@ fn print_table(embedder: &str, results: &[SetResult]) {
     for r in results {
         let m = &r.metrics;
         let recall = m.out_of_scope_recall.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
-        let name = serde_json::to_value(r.set).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let name = set_name(r.set);
         println!(
             "{:<20} {:>7} {:>7} {:>9.3} {:>9.3} {:>8} {:>9.3} {:>6.2} {:>6.2} {:>6.3} {:>7.1}",
             name,
