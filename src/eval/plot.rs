@@ -81,3 +81,33 @@ pub fn reliability_svg(title: &str, metrics: &RoutingMetrics) -> String {
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use concierge_agent::router::eval::{ReliabilityBin, RoutingMetrics};
+    use concierge_agent::router::Scope;
+
+    use super::*;
+
+    #[test]
+    fn one_bar_per_filled_bin_and_the_title_escaped() {
+        let bin =
+            |low: f32, count, accuracy| ReliabilityBin { low, count, mean_confidence: f64::from(low) + 0.05, accuracy };
+        let metrics = RoutingMetrics {
+            examples: 30,
+            out_of_scope_examples: 0,
+            accuracy: 0.8,
+            scope: Scope { confidence_below: 0.25, similarity_below: 0.4 },
+            in_scope_accuracy: 0.8,
+            out_of_scope_recall: None,
+            false_out_of_scope: 0.0,
+            calibration_error: 0.05,
+            reliability: vec![bin(0.5, 10, 0.5), bin(0.9, 20, 0.95)],
+        };
+        let svg = reliability_svg("a <b> & c", &metrics);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches(r##"fill="#4c78a8""##).count(), 2);
+        assert!(svg.contains("a &lt;b&gt; &amp; c"));
+        assert!(svg.contains(">20</text>") && svg.contains("accuracy 0.800"));
+    }
+}
