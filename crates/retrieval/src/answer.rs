@@ -96,6 +96,7 @@ mod tests {
             heading: "Section".into(),
             url: None,
             text: text.into(),
+            tokens: crate::chunk::estimate_tokens(text),
             score: 1.0,
         }
     }

@@ -151,6 +151,7 @@ mod tests {
             heading: heading.into(),
             url: Some(format!("https://help.example/{id}")),
             text: text.into(),
+            tokens: concierge_retrieval::estimate_tokens(text),
             score: 1.0,
         }
     }

@@ -92,7 +92,7 @@ pub async fn run(service: &ConversationService, params: SearchParams) -> Result<
         .enumerate()
         .map(|(i, hit)| ContextPassage {
             n: i + 1,
-            tokens: concierge_retrieval::estimate_tokens(&hit.text),
+            tokens: hit.tokens,
             document_id: hit.article_id,
             title: hit.title,
             section: hit.heading,

@@ -19,6 +19,8 @@ pub struct Hit {
     pub heading: String,
     pub url: Option<String>,
     pub text: String,
+    /// What the passage counts against the context budget, in estimated tokens.
+    pub tokens: usize,
     /// The score of its best chunk (reranked if reranking ran, else fused).
     pub score: f32,
 }
@@ -79,14 +81,16 @@ impl KnowledgeBase {
             };
             let Some(parent) = document.parents.get(chunk.parent) else { continue };
             let cost = parent.tokens.max(estimate_tokens(&parent.text));
-            let text = if passages.is_empty() && cost > config.max_tokens {
-                cut_to_tokens(&parent.text, config.max_tokens)
+            let (text, cost) = if passages.is_empty() && cost > config.max_tokens {
+                let cut = cut_to_tokens(&parent.text, config.max_tokens);
+                let cost = estimate_tokens(&cut);
+                (cut, cost)
             } else if tokens + cost > config.max_tokens {
                 continue;
             } else {
-                parent.text.clone()
+                (parent.text.clone(), cost)
             };
-            tokens += cost.min(config.max_tokens);
+            tokens += cost;
             taken.push(parent_id);
             passages.push(Hit {
                 article_id: chunk.document_id.clone(),
@@ -94,6 +98,7 @@ impl KnowledgeBase {
                 heading: parent.heading.clone(),
                 url: document.url.clone(),
                 text,
+                tokens: cost,
                 score: chunk.scores.reranked.unwrap_or(chunk.scores.fused),
             });
         }

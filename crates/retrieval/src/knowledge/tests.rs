@@ -179,6 +179,11 @@ async fn context_gives_each_parent_once_most_relevant_last_within_budget() {
     let one = kb.context(&results, &ContextConfig { max_tokens: 50, max_passages: 5 });
     assert!(!one.is_empty());
     assert!(one.iter().map(|p| crate::chunk::estimate_tokens(&p.text)).sum::<usize>() <= 50, "{one:?}");
+    // Each passage says what it counted against the budget: at least its text's estimate.
+    for passage in passages.iter().chain(&one) {
+        assert!(passage.tokens >= crate::chunk::estimate_tokens(&passage.text), "{passage:?}");
+    }
+    assert!(passages.iter().map(|p| p.tokens).sum::<usize>() <= 600);
 }
 
 #[tokio::test]
