@@ -33,5 +33,5 @@ pub use knowledge::{
     chunk_key, ContextConfig, Hit, IndexedDocument, KnowledgeBase, KnowledgeError, RankedScore, Reranker, ScoredChunk,
     SearchMode, SearchRequest, SearchResults, SearchSettings, StageScores, StageTimings,
 };
-pub use text::sentence_spans;
+pub use text::{sentence_spans, trim_span};
 pub use vector::{ChunkAttributes, Precision, VectorError, VectorFilter, VectorIndex, VectorIndexConfig};

@@ -22,13 +22,17 @@ pub fn sentence_spans(text: &str) -> Vec<Range<usize>> {
     spans
 }
 
-fn push_trimmed(text: &str, range: Range<usize>, spans: &mut Vec<Range<usize>>) {
+/// `range` of `text` without its leading and trailing whitespace.
+pub fn trim_span(text: &str, range: Range<usize>) -> Range<usize> {
     let part = &text[range.clone()];
-    let leading = part.len() - part.trim_start().len();
-    let trimmed = part.trim();
-    if trimmed.chars().any(char::is_alphanumeric) {
-        let start = range.start + leading;
-        spans.push(start..start + trimmed.len());
+    let start = range.start + (part.len() - part.trim_start().len());
+    start..start + part.trim().len()
+}
+
+fn push_trimmed(text: &str, range: Range<usize>, spans: &mut Vec<Range<usize>>) {
+    let span = trim_span(text, range);
+    if text[span.clone()].chars().any(char::is_alphanumeric) {
+        spans.push(span);
     }
 }
 

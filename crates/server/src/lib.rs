@@ -75,8 +75,11 @@ impl Server {
                 created_at: concierge_core::now(),
             })
             .await?;
-        // The model first: its configuration problems stop start-up before anything is embedded.
+        // The model and the intents file first: their problems stop start-up before anything
+        // is embedded.
         let model = llm::LlmStack::build(&config.llm, &config.secrets).await?;
+        let intents =
+            config.router.intents.as_deref().map(concierge_agent::router::datasets::read_intents).transpose()?;
         let knowledge = Arc::new(
             knowledge::Knowledge::open(
                 Arc::clone(&store),
@@ -104,9 +107,8 @@ impl Server {
             );
         }
         knowledge.keep_saved(Duration::from_secs(5));
-        let router = match &config.router.intents {
-            Some(file) => {
-                let intents = concierge_agent::router::datasets::read_intents(file)?;
+        let router = match intents {
+            Some(intents) => {
                 let embedder = Arc::clone(knowledge.base().embedder());
                 let router =
                     concierge_agent::Router::train(embedder, &intents, config.router.clone(), &|_, _| {}).await?;

@@ -30,6 +30,28 @@ impl Default for ClassifierConfig {
     }
 }
 
+impl ClassifierConfig {
+    /// Settings that cannot work are refused, naming the key.
+    pub fn check(&self) -> Result<(), ClassifierError> {
+        if !(self.regularisation.is_finite() && self.regularisation > 0.0) {
+            return Err(ClassifierError::Settings(format!(
+                "regularisation must be a positive number; got {}",
+                self.regularisation
+            )));
+        }
+        if self.max_iterations == 0 {
+            return Err(ClassifierError::Settings("max_iterations must be at least 1".into()));
+        }
+        if !(0.0..0.5).contains(&self.calibration_share) {
+            return Err(ClassifierError::Settings(format!(
+                "calibration_share must be in [0, 0.5); got {}",
+                self.calibration_share
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Why a classifier could not be fitted.
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifierError {
@@ -148,22 +170,7 @@ fn check(
     if let Some(v) = vectors.iter().find(|v| v.len() != expected || v.iter().any(|x| !x.is_finite())) {
         return Err(ClassifierError::Dimensions { expected, found: v.len() });
     }
-    if !(config.regularisation.is_finite() && config.regularisation > 0.0) {
-        return Err(ClassifierError::Settings(format!(
-            "regularisation must be a positive number; got {}",
-            config.regularisation
-        )));
-    }
-    if config.max_iterations == 0 {
-        return Err(ClassifierError::Settings("max_iterations must be at least 1".into()));
-    }
-    if !(0.0..0.5).contains(&config.calibration_share) {
-        return Err(ClassifierError::Settings(format!(
-            "calibration_share must be in [0, 0.5); got {}",
-            config.calibration_share
-        )));
-    }
-    Ok(())
+    config.check()
 }
 
 /// Each feature's mean and inverse standard deviation (1 where a feature is constant).

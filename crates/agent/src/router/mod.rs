@@ -84,9 +84,7 @@ impl RouterConfig {
         if !thresholds.into_iter().all(unit) {
             return Err(RouterError::Config("every threshold must be between 0 and 1".into()));
         }
-        if !(self.classifier.regularisation.is_finite() && self.classifier.regularisation > 0.0) {
-            return Err(RouterError::Config("classifier.regularisation must be a positive number".into()));
-        }
+        self.classifier.check()?;
         if self.clarify_below < self.out_of_scope_below {
             return Err(RouterError::Config(format!(
                 "clarify_below ({}) must not be below out_of_scope_below ({})",
@@ -221,17 +219,9 @@ impl Router {
         Ok(Self { embedder, classifier, examples, specialists, config })
     }
 
-    pub fn config(&self) -> &RouterConfig {
-        &self.config
-    }
-
     /// The classifier's calibration temperature.
     pub fn temperature(&self) -> f32 {
         self.classifier.temperature()
-    }
-
-    pub fn intents(&self) -> &[String] {
-        self.classifier.labels()
     }
 
     /// Routes one message: its whole text and each of its parts are embedded in one call.
@@ -314,8 +304,9 @@ async fn embed_all(
     Ok(vectors)
 }
 
-/// Words that join two requests in one sentence ("… and also …", "…; also …").
-const JOINERS: [&str; 5] = [" and also ", "; also ", ". also ", " and then ", " plus "];
+/// Words that join two requests in one sentence ("… and also …", "…; also …"). A sentence
+/// end ("…. Also …") is a cut already.
+const JOINERS: [&str; 4] = [" and also ", "; also ", " and then ", " plus "];
 
 /// The parts of a message that may each carry an intent: its sentences, each cut again at
 /// the joiners above; parts of fewer than three words are merged into the one before.
@@ -344,14 +335,11 @@ fn message_parts(message: &str) -> Vec<Range<usize>> {
 }
 
 fn push_part(message: &str, range: Range<usize>, parts: &mut Vec<Range<usize>>) {
-    let text = message[range.clone()].trim();
-    if text.is_empty() {
-        return;
-    }
-    let start = range.start + (message[range.clone()].len() - message[range.clone()].trim_start().len());
-    let range = start..start + text.len();
+    let range = concierge_retrieval::trim_span(message, range);
+    let words = message[range.clone()].split_whitespace().count();
     match parts.last_mut() {
-        Some(last) if text.split_whitespace().count() < 3 => last.end = range.end,
+        _ if words == 0 => {}
+        Some(last) if words < 3 => last.end = range.end,
         _ => parts.push(range),
     }
 }
@@ -474,5 +462,8 @@ mod tests {
         assert!(config.check().unwrap_err().to_string().contains("clarify_below"));
         let config = RouterConfig { second_intent_above: 1.5, ..RouterConfig::default() };
         assert!(config.check().is_err());
+        let mut config = RouterConfig::default();
+        config.classifier.max_iterations = 0;
+        assert!(config.check().unwrap_err().to_string().contains("max_iterations"));
     }
 }
