@@ -240,7 +240,7 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     assert_eq!(status, reqwest::StatusCode::CREATED, "{conversation}");
     let id = conversation["id"].as_str().expect("the conversation has an id").to_owned();
 
-    let question = json!({ "content": "Where is my order?" });
+    let question = json!({ "content": "How do I descale my kettle?" });
     let messages = format!("{base}/v1/conversations/{id}/messages");
     let (status, exchange) = json_answer(client.post(&messages).json(&question).send().await.expect("post")).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{exchange}");
@@ -258,6 +258,13 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     let answered_by = if passed { "knowledge_base_llm" } else { "knowledge_base_quote" };
     assert_eq!(metadata["answered_by"], answered_by, "{reply}");
 
+    // An order question goes to the orders specialist, which asks the backend.
+    let question = json!({ "content": "Where is my order A-10024?" });
+    let (status, exchange) = json_answer(client.post(&messages).json(&question).send().await.expect("post")).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{exchange}");
+    assert_eq!(exchange["reply"]["metadata"]["tool"]["name"], "get_order", "{exchange}");
+    assert!(exchange["reply"]["content"].as_str().is_some_and(|c| c.contains("is delayed")), "{exchange}");
+
     let transcript_url = format!("{base}/v1/conversations/{id}");
     let (status, transcript) = json_answer(client.get(&transcript_url).send().await.expect("transcript")).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{transcript}");
@@ -267,7 +274,7 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
         .iter()
         .map(|m| (m["role"].as_str().unwrap_or("?"), m["seq"].as_i64().unwrap_or(-1)))
         .collect();
-    assert_eq!(turns, [("user", 1), ("assistant", 2)]);
+    assert_eq!(turns, [("user", 1), ("assistant", 2), ("user", 3), ("assistant", 4)]);
 
     // The company's backend runs next to it.
     let (status, order) = json_answer(

@@ -1,4 +1,4 @@
-//! Concierge's support agent. This slice holds the router (which intent a message expresses,
+//! Concierge's support agent: the support graph (`support`) and what it is made of. The router (which intent a message expresses,
 //! with calibrated confidence, out-of-scope and clarifying thresholds), the tool layer (tools declared in
 //! configuration, their arguments extracted by pattern and validated by JSON Schema, called
 //! over HTTP (JSON or SOAP/XML), and every call written to the audit log) and the grounding
@@ -9,8 +9,10 @@
 
 pub mod grounding;
 pub mod router;
+pub mod support;
 pub mod tools;
 
 pub use grounding::{Evidence, GroundingGate, Verdict};
 pub use router::{IntentSpec, Router, RouterConfig, RouterError, Routing};
+pub use support::{AgentConfig, AgentEvent, AgentParts, Answerer, SupportAgent, TurnInput, TurnOutcome};
 pub use tools::{BackendSpec, CallContext, Risk, ToolCallResult, ToolConfigError, ToolError, ToolRegistry, ToolSpec};

@@ -37,7 +37,27 @@ pub(crate) struct CompiledTool {
     pub(crate) token: Option<SecretString>,
     validator: jsonschema::Validator,
     /// Required string parameters and the pattern that finds each in free text.
-    finders: Vec<(String, Regex)>,
+    finders: Vec<Finder>,
+    /// When a high-risk call needs an approver; `None`: always.
+    approve_when: Option<String>,
+}
+
+/// How one parameter is found in a customer's text: its pattern searched for between word
+/// boundaries, ignoring case, and the value kept in the case the schema accepts.
+pub(crate) struct Finder {
+    parameter: String,
+    search: Regex,
+    exact: Regex,
+}
+
+impl Finder {
+    /// Every value of the parameter in `text`, in order.
+    fn find_all<'a>(&'a self, text: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.search.find_iter(text).filter_map(|m| {
+            let found = m.as_str();
+            [found.to_owned(), found.to_uppercase(), found.to_lowercase()].into_iter().find(|v| self.exact.is_match(v))
+        })
+    }
 }
 
 impl ToolRegistry {
@@ -64,6 +84,15 @@ impl ToolRegistry {
                 return Err(ToolConfigError::Duplicate(spec.name.clone()));
             }
             let tool = compile(spec, backends, &env)?;
+            if let Some(expression) = &spec.approve_when {
+                templates
+                    .add_template_owned(format!("{}.approve_when", spec.name), format!("{{{{ {expression} }}}}"))
+                    .map_err(|e| ToolConfigError::Invalid {
+                        tool: spec.name.clone(),
+                        key: "approve_when",
+                        problem: e.to_string(),
+                    })?;
+            }
             for (suffix, source) in spec.templates() {
                 let name = format!("{}.{suffix}", spec.name);
                 templates.add_template_owned(name, source.to_owned()).map_err(|e| ToolConfigError::Invalid {
@@ -86,6 +115,11 @@ impl ToolRegistry {
         self.tools.iter().map(|t| &t.spec)
     }
 
+    /// The declaration of `name`.
+    pub fn spec(&self, name: &str) -> Option<&ToolSpec> {
+        self.tool(name).map(|t| &t.spec)
+    }
+
     pub(crate) fn tool(&self, name: &str) -> Option<&CompiledTool> {
         self.tools.iter().find(|t| t.spec.name == name)
     }
@@ -94,15 +128,64 @@ impl ToolRegistry {
     /// appear in `text`, with the arguments found. Schema-driven extraction: each required
     /// parameter's `pattern` is searched for in the text.
     pub fn find_lookup(&self, text: &str) -> Option<(&ToolSpec, Value)> {
-        self.tools.iter().filter(|t| t.spec.lookup && !t.finders.is_empty()).find_map(|tool| {
+        self.find_lookup_among(text, |_| true)
+    }
+
+    /// [`find_lookup`](Self::find_lookup) among the tools `allowed` accepts.
+    pub fn find_lookup_among(&self, text: &str, allowed: impl Fn(&str) -> bool) -> Option<(&ToolSpec, Value)> {
+        self.tools.iter().filter(|t| t.spec.lookup && !t.finders.is_empty() && allowed(&t.spec.name)).find_map(|tool| {
             let mut args = Map::new();
-            for (name, finder) in &tool.finders {
-                let found = finder.find(text)?;
-                args.insert(name.clone(), Value::String(found.as_str().to_owned()));
+            for finder in &tool.finders {
+                let found = finder.find_all(text).next()?;
+                args.insert(finder.parameter.clone(), Value::String(found));
             }
             let args = Value::Object(args);
             tool.validator.is_valid(&args).then_some((&tool.spec, args))
         })
+    }
+
+    /// Every value a customer's text gives for a parameter some tool can find (a pattern
+    /// declared on a required string parameter), as (parameter, value) in text order.
+    pub fn facts_in(&self, text: &str) -> Vec<(String, String)> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut facts: Vec<(usize, String, String)> = Vec::new();
+        for finder in self.tools.iter().flat_map(|t| &t.finders) {
+            if seen.contains(&finder.parameter.as_str()) {
+                continue;
+            }
+            seen.push(&finder.parameter);
+            for m in finder.search.find_iter(text) {
+                if let Some(value) = finder.find_all(m.as_str()).next() {
+                    facts.push((m.start(), finder.parameter.clone(), value));
+                }
+            }
+        }
+        facts.sort_by_key(|(at, ..)| *at);
+        facts.into_iter().map(|(_, parameter, value)| (parameter, value)).collect()
+    }
+
+    /// Whether calling `name` with `args` must wait for a person's approval: every call of
+    /// a high-risk tool, unless it declares `approve_when`, then only when that holds.
+    pub fn needs_approval(&self, name: &str, args: &Value) -> bool {
+        let Some(tool) = self.tool(name) else { return true };
+        if tool.spec.risk != Risk::High {
+            return false;
+        }
+        if tool.approve_when.is_none() {
+            return true;
+        }
+        // A rule that cannot be evaluated asks a person: the safe side.
+        match self.templates.get_template(&format!("{name}.approve_when")) {
+            Ok(template) => template
+                .render(minijinja::context! { args => args })
+                .map_or(true, |v| !v.trim().eq_ignore_ascii_case("false")),
+            Err(_) => true,
+        }
+    }
+
+    /// Whether the arguments satisfy the tool's schema.
+    pub fn arguments_valid(&self, name: &str, args: &Value) -> bool {
+        self.tool(name).is_some_and(|tool| tool.validator.is_valid(args))
     }
 
     /// The schema errors of `args` for `tool`, empty when they are valid.
@@ -177,7 +260,7 @@ fn compile(
     if spec.format == ToolFormat::Soap && spec.body.is_none() {
         return Err(invalid("body", "a soap tool needs a body template".into()));
     }
-    let mut finders = Vec::new();
+    let mut finders: Vec<Finder> = Vec::new();
     let required = spec.parameters.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
     for name in required.iter().filter_map(Value::as_str) {
         let pattern = properties.and_then(|p| p.get(name)).and_then(|p| p.get("pattern")).and_then(Value::as_str);
@@ -186,9 +269,10 @@ fn compile(
                 // The schema anchors the whole value; in free text the same shape is searched
                 // for between word boundaries instead.
                 let unanchored = pattern.trim_start_matches('^').trim_end_matches('$');
-                let finder = Regex::new(&format!(r"\b(?:{unanchored})\b"))
-                    .map_err(|e| invalid("parameters", format!("pattern of `{name}`: {e}")))?;
-                finders.push((name.to_owned(), finder));
+                let bad = |e: regex::Error| invalid("parameters", format!("pattern of `{name}`: {e}"));
+                let search = Regex::new(&format!(r"(?i)\b(?:{unanchored})\b")).map_err(bad)?;
+                let exact = Regex::new(&format!("^(?:{unanchored})$")).map_err(bad)?;
+                finders.push(Finder { parameter: name.to_owned(), search, exact });
             }
             None if spec.lookup => {
                 return Err(invalid("parameters", format!("lookup tool parameter `{name}` needs a pattern")));
@@ -196,5 +280,15 @@ fn compile(
             None => {}
         }
     }
-    Ok(CompiledTool { spec: spec.clone(), base_url, token, validator, finders })
+    if spec.approve_when.is_some() && spec.risk != Risk::High {
+        return Err(invalid("approve_when", "only a high-risk tool waits for approval".into()));
+    }
+    Ok(CompiledTool {
+        spec: spec.clone(),
+        base_url,
+        token,
+        validator,
+        finders,
+        approve_when: spec.approve_when.clone(),
+    })
 }

@@ -87,8 +87,10 @@ async fn a_lookup_calls_the_backend_once_and_is_audited() {
     let f = fixture().await;
     let (tools, backends) = demo_tools(&acme_backend().await);
     let registry = ToolRegistry::new(&tools, &backends, |_| None).expect("compile");
-    let result =
-        registry.call(f.store.as_ref(), &f.ctx, "get_order", json!({ "order_id": "A-10024" })).await.expect("call");
+    let result = registry
+        .call(f.store.as_ref(), &f.ctx, "get_order", json!({ "order_id": "A-10024" }), None)
+        .await
+        .expect("call");
     assert_eq!(result.outcome, ToolCallOutcome::Ok);
     assert_eq!(result.status, Some(200));
     assert_eq!(result.data["status"], "delayed");
@@ -109,17 +111,17 @@ async fn the_same_step_is_never_executed_twice() {
     let (tools, backends) = demo_tools(&acme_backend().await);
     let registry = ToolRegistry::new(&tools, &backends, |_| None).expect("compile");
     let args = json!({ "order_id": "A-10036" });
-    let first = registry.call(f.store.as_ref(), &f.ctx, "cancel_order", args.clone()).await.expect("first");
+    let first = registry.call(f.store.as_ref(), &f.ctx, "cancel_order", args.clone(), None).await.expect("first");
     assert_eq!((first.outcome, first.status), (ToolCallOutcome::Ok, Some(200)));
     // A resumed run repeats the step: the recorded result comes back, the backend is not
     // asked again (a second real cancel would answer 409 not_cancellable).
-    let again = registry.call(f.store.as_ref(), &f.ctx, "cancel_order", args.clone()).await.expect("again");
+    let again = registry.call(f.store.as_ref(), &f.ctx, "cancel_order", args.clone(), None).await.expect("again");
     assert!(again.replayed);
     assert_eq!(again.status, Some(200));
     assert_eq!(again.data, first.data);
     // The next step is a new call, and the backend's rule shows it really was cancelled.
     let next = CallContext { step: 1, ..f.ctx.clone() };
-    let second = registry.call(f.store.as_ref(), &next, "cancel_order", args).await.expect("second");
+    let second = registry.call(f.store.as_ref(), &next, "cancel_order", args, None).await.expect("second");
     assert_eq!((second.outcome, second.status), (ToolCallOutcome::Error, Some(409)));
     assert_eq!(second.data["error"]["code"], "not_cancellable");
 }
@@ -135,7 +137,7 @@ async fn invalid_arguments_never_reach_the_backend() {
         json!({ "order_id": 10024 }),
         json!({ "order_id": "A-10024", "x": 1 }),
     ] {
-        let err = registry.call(f.store.as_ref(), &f.ctx, "get_order", args.clone()).await.unwrap_err();
+        let err = registry.call(f.store.as_ref(), &f.ctx, "get_order", args.clone(), None).await.unwrap_err();
         assert!(matches!(err, ToolError::InvalidArguments { .. }), "{args}: {err}");
     }
     let err = registry
@@ -144,12 +146,13 @@ async fn invalid_arguments_never_reach_the_backend() {
             &f.ctx,
             "create_refund",
             json!({ "order_id": "A-10021", "amount_cents": -5, "reason": "x" }),
+            None,
         )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("amount_cents") || err.to_string().contains("minimum"), "{err}");
     assert!(matches!(
-        registry.call(f.store.as_ref(), &f.ctx, "format_disk", json!({})).await,
+        registry.call(f.store.as_ref(), &f.ctx, "format_disk", json!({}), None).await,
         Err(ToolError::Unknown(_))
     ));
     assert!(f.store.tool_calls(&f.ctx.tenant, f.ctx.conversation).await.expect("audit").is_empty());
@@ -161,7 +164,7 @@ async fn soap_tools_send_escaped_xml_and_read_the_response_leaves() {
     let (tools, backends) = demo_tools(&acme_backend().await);
     let registry = ToolRegistry::new(&tools, &backends, |_| None).expect("compile");
     let result = registry
-        .call(f.store.as_ref(), &f.ctx, "loyalty_balance", json!({ "customer_id": "C-1001" }))
+        .call(f.store.as_ref(), &f.ctx, "loyalty_balance", json!({ "customer_id": "C-1001" }), None)
         .await
         .expect("call");
     assert_eq!(result.outcome, ToolCallOutcome::Ok, "{:?}", result.data);
@@ -169,7 +172,7 @@ async fn soap_tools_send_escaped_xml_and_read_the_response_leaves() {
     assert_eq!(result.data["ValueCents"], "6200");
     let next = CallContext { step: 1, ..f.ctx.clone() };
     let fault = registry
-        .call(f.store.as_ref(), &next, "loyalty_balance", json!({ "customer_id": "C-9999" }))
+        .call(f.store.as_ref(), &next, "loyalty_balance", json!({ "customer_id": "C-9999" }), None)
         .await
         .expect("call");
     assert_eq!(fault.outcome, ToolCallOutcome::Error);
@@ -199,8 +202,10 @@ async fn an_unreachable_or_slow_backend_is_an_outcome_not_a_crash() {
     tools.iter_mut().for_each(|t| t.timeout_ms = 200);
     let registry = ToolRegistry::new(&tools, &backends, |_| None).expect("compile");
     let started = std::time::Instant::now();
-    let result =
-        registry.call(f.store.as_ref(), &f.ctx, "get_order", json!({ "order_id": "A-10024" })).await.expect("call");
+    let result = registry
+        .call(f.store.as_ref(), &f.ctx, "get_order", json!({ "order_id": "A-10024" }), None)
+        .await
+        .expect("call");
     assert_eq!(result.outcome, ToolCallOutcome::Timeout);
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -208,8 +213,10 @@ async fn an_unreachable_or_slow_backend_is_an_outcome_not_a_crash() {
     let (tools, backends) = demo_tools("http://127.0.0.1:9");
     let registry = ToolRegistry::new(&tools, &backends, |_| None).expect("compile");
     let next = CallContext { step: 1, ..f.ctx.clone() };
-    let result =
-        registry.call(f.store.as_ref(), &next, "get_order", json!({ "order_id": "A-10024" })).await.expect("call");
+    let result = registry
+        .call(f.store.as_ref(), &next, "get_order", json!({ "order_id": "A-10024" }), None)
+        .await
+        .expect("call");
     assert_eq!(result.outcome, ToolCallOutcome::Error);
     let answer = registry.render_answer("get_order", &json!({ "order_id": "A-10024" }), &result).expect("answer");
     assert!(answer.contains("couldn't look up order A-10024"), "{answer}");
@@ -237,4 +244,28 @@ fn bad_declarations_are_refused_naming_the_tool_and_key() {
     secured.get_mut("acme").expect("acme").token_env = Some("ACME_TOKEN_FOR_TEST".into());
     let err = ToolRegistry::new(&[base], &secured, |_| None).err().expect("no token").to_string();
     assert!(err.contains("needs the environment variable ACME_TOKEN_FOR_TEST"), "{err}");
+}
+
+#[test]
+fn a_refund_waits_for_approval_only_above_the_declared_limit_and_a_cancel_always_does() {
+    let (tools, backends) = demo_tools("http://127.0.0.1:9");
+    let registry = ToolRegistry::new(&tools, &backends, |_| None).expect("compile");
+    let refund = |cents: i64| json!({ "order_id": "A-10021", "amount_cents": cents, "reason": "missing item" });
+    assert!(!registry.needs_approval("create_refund", &refund(2000)));
+    assert!(!registry.needs_approval("create_refund", &refund(10000)));
+    assert!(registry.needs_approval("create_refund", &refund(10001)));
+    assert!(registry.needs_approval("cancel_order", &json!({ "order_id": "A-10036" })));
+    assert!(!registry.needs_approval("get_order", &json!({ "order_id": "A-10036" })));
+    assert!(registry.needs_approval("no_such_tool", &json!({})));
+}
+
+#[test]
+fn facts_are_found_in_any_case_and_kept_in_the_schema_s() {
+    let (tools, backends) = demo_tools("http://127.0.0.1:9");
+    let registry = ToolRegistry::new(&tools, &backends, |_| None).expect("compile");
+    let facts = registry.facts_in("tracking for a-10039 pls, customer c-1002, and A-10024 too");
+    let expected = [("order_id", "A-10039"), ("customer_id", "C-1002"), ("order_id", "A-10024")];
+    let facts: Vec<(&str, &str)> = facts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(facts, expected);
+    assert!(registry.facts_in("nothing here, A-1234 is too short").is_empty());
 }

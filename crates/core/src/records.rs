@@ -178,10 +178,15 @@ pub struct Approval {
     pub id: ApprovalId,
     pub tenant_id: TenantId,
     pub conversation_id: ConversationId,
+    /// The paused graph run that waits on this decision (empty for approvals made before
+    /// runs were recorded).
+    pub run_id: String,
     pub tool: String,
     pub arguments: Value,
     pub status: ApprovalStatus,
     pub requested_at: DateTime<Utc>,
+    /// After it, the approval can no longer be decided and counts as expired.
+    pub expires_at: Option<DateTime<Utc>>,
     pub decided_by: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,

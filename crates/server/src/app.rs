@@ -42,6 +42,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .merge(documents)
         .route("/v1/documents/{*id}", get(routes::get_document).delete(routes::delete_document))
         .route("/v1/search", get(routes::search))
+        .route("/v1/approvals", get(routes::list_approvals))
+        .route("/v1/approvals/{id}", post(routes::decide_approval))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .fallback(route_not_found)

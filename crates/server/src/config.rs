@@ -34,6 +34,8 @@ pub struct Config {
     pub knowledge: KnowledgeConfig,
     /// Which intent a message expresses: the intents file and the router's thresholds.
     pub router: concierge_agent::RouterConfig,
+    /// The support agent: specialists, memory, escalation, limits.
+    pub agent: concierge_agent::AgentConfig,
     pub log: LogConfig,
     /// The language model: providers, fallbacks, resilience, cache, routing, prices.
     pub llm: LlmConfig,
@@ -210,6 +212,12 @@ impl Config {
         }
         if let Err(error) = self.router.check() {
             return fail("router", error.to_string());
+        }
+        for specialist in &self.agent.specialists {
+            if !specialist.prompt.is_file() {
+                let key = format!("agent.specialists.{}.prompt", specialist.name);
+                return fail(&key, format!("is `{}`, which is not a file", specialist.prompt.display()));
+            }
         }
         if let Some(intents) = self.router.intents.as_ref().filter(|p| !p.is_file()) {
             return fail("router.intents", format!("is `{}`, which is not a file", intents.display()));

@@ -31,10 +31,22 @@ const MAX_HISTORY_CHARS: usize = 600;
 
 /// The request for a grounded answer to `question` from `passages` (numbered from 1 in
 /// the order given), after the last few customer and assistant turns of `history`
-/// (oldest first, the question itself excluded). Temperature 0, so that the same
-/// question on the same passages gets the same answer and can be served from a cache.
-pub fn request(passages: &[Hit], history: &[Message], question: &str, max_tokens: u32) -> ChatRequest {
-    let mut messages = vec![ChatMessage::system(SYSTEM_PROMPT)];
+/// (oldest first, the question itself excluded). A specialist's own prompt follows the
+/// shared instructions, which stay first so every specialist's requests share a prefix.
+/// Temperature 0, so that the same question on the same passages gets the same answer and
+/// can be served from a cache.
+pub fn request(
+    passages: &[Hit],
+    history: &[Message],
+    question: &str,
+    specialist: Option<&str>,
+    max_tokens: u32,
+) -> ChatRequest {
+    let system = match specialist {
+        Some(prompt) => format!("{SYSTEM_PROMPT}\n\n{prompt}"),
+        None => SYSTEM_PROMPT.to_owned(),
+    };
+    let mut messages = vec![ChatMessage::system(system)];
     messages.extend(recent_turns(history));
     messages.push(ChatMessage::user(format!("Passages:\n\n{}\n\nQuestion: {question}", numbered(passages))));
     ChatRequest { messages, temperature: Some(0.0), max_tokens: Some(max_tokens), ..Default::default() }
@@ -175,7 +187,7 @@ mod tests {
         let history: Vec<Message> = (1..=8)
             .map(|i| message(i, if i % 2 == 1 { Role::User } else { Role::Assistant }, &format!("turn {i}")))
             .collect();
-        let request = request(&passages, &history, "How?", 300);
+        let request = request(&passages, &history, "How?", None, 300);
         assert_eq!(request.temperature, Some(0.0));
         assert_eq!(request.max_tokens, Some(300));
         assert_eq!(request.messages[0].role, MessageRole::System);

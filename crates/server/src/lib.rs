@@ -3,6 +3,7 @@
 //! Invariant: handlers hold no logic. They extract, call a service, and map the result;
 //! every error becomes an `ApiError`, whose status and code are decided in `error.rs` only.
 
+pub mod answer;
 pub mod app;
 pub mod config;
 pub mod conversation;
@@ -39,6 +40,8 @@ pub enum StartError {
     Intents(#[from] concierge_agent::router::datasets::DatasetError),
     #[error("model: {0}")]
     Llm(#[from] llm::LlmStartError),
+    #[error("{0}")]
+    Agent(#[from] concierge_agent::support::AgentConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -107,34 +110,40 @@ impl Server {
             );
         }
         knowledge.keep_saved(Duration::from_secs(5));
-        let router = match intents {
+        let router = match &intents {
             Some(intents) => {
                 let embedder = Arc::clone(knowledge.base().embedder());
                 let router =
-                    concierge_agent::Router::train(embedder, &intents, config.router.clone(), &|_, _| {}).await?;
-                Some(router)
+                    concierge_agent::Router::train(embedder, intents, config.router.clone(), &|_, _| {}).await?;
+                Some(Arc::new(router))
             }
             None => None,
         };
-        let tools = Arc::new(config.tool_registry()?);
-        let mut service = conversation::ConversationService::new(
-            store,
-            knowledge,
-            tools,
-            tenant.id.clone(),
-            config.server.max_message_chars,
-        );
         let limits = app::Limits {
             max_body_bytes: config.server.max_body_bytes,
             max_document_bytes: config.knowledge.max_document_bytes,
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         };
+        let mut answerer =
+            answer::KnowledgeAnswerer::new(Arc::clone(&store), Arc::clone(&knowledge), tenant.id.clone());
         if let Some(stack) = model {
-            service = service.with_model(Arc::new(stack), model_budget(limits.request_timeout));
+            answerer = answerer.with_model(Arc::new(stack), model_budget(limits.request_timeout));
         }
-        if let Some(router) = router {
-            service = service.with_router(Arc::new(router));
-        }
+        let parts = concierge_agent::AgentParts {
+            store: Arc::clone(&store),
+            tools: Arc::new(config.tool_registry()?),
+            router,
+            answerer: Arc::new(answerer),
+            intents: intents.unwrap_or_default(),
+        };
+        let agent = concierge_agent::SupportAgent::new(config.agent.clone(), parts)?;
+        let service = conversation::ConversationService::new(
+            store,
+            knowledge,
+            agent,
+            tenant.id.clone(),
+            config.server.max_message_chars,
+        );
         let app = app::router(Arc::new(service), limits);
         let addr = config.server.bind;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;

@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use concierge_core::ConversationId;
+use concierge_core::{ApprovalId, ConversationId};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::conversation::ConversationService;
+use crate::conversation::{ConversationService, Decision};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathId, QueryParams};
 use crate::knowledge::{IngestOutcome, NewDocument};
@@ -68,6 +68,21 @@ pub async fn get_conversation(
     PathId(id): PathId<ConversationId>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(service.transcript(id).await?))
+}
+
+pub async fn list_approvals(State(service): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "approvals": service.pending_approvals().await? })))
+}
+
+pub async fn decide_approval(
+    State(service): State<AppState>,
+    PathId(id): PathId<ApprovalId>,
+    JsonBody(body): JsonBody<Decision>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.by.trim().is_empty() || body.by.chars().count() > MAX_REF_CHARS {
+        return Err(ApiError::InvalidBody(format!("by must name the approver in 1 to {MAX_REF_CHARS} characters")));
+    }
+    Ok(Json(service.decide_approval(id, body).await?))
 }
 
 pub async fn put_document(

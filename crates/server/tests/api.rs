@@ -68,7 +68,7 @@ async fn an_order_number_in_the_message_is_looked_up_in_the_backend() {
     let (status, body) = server.say(&id, "Where is my order A-10024?").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let reply = &body["reply"];
-    assert_eq!(reply["metadata"]["answered_by"], "tool_lookup");
+    assert_eq!(reply["metadata"]["answered_by"], "tool");
     assert_eq!(reply["metadata"]["tool"]["name"], "get_order");
     assert_eq!(reply["metadata"]["tool"]["outcome"], "ok");
     let text = reply["content"].as_str().unwrap();
@@ -115,7 +115,7 @@ async fn messages_are_routed_and_one_out_of_scope_that_the_help_centre_cannot_an
     let reply = &body["reply"];
     assert_eq!(reply["metadata"]["routing"]["decision"], "out_of_scope", "{reply}");
     assert_eq!(reply["metadata"]["answered_by"], "out_of_scope", "{reply}");
-    assert_eq!(reply["content"], concierge_server::conversation::OUT_OF_SCOPE_REPLY);
+    assert_eq!(reply["content"], concierge_server::answer::OUT_OF_SCOPE_REPLY);
     assert_eq!(reply["metadata"]["citations"], json!([]));
 }
 
@@ -259,4 +259,162 @@ async fn health_and_readiness_answer_and_every_response_has_a_request_id() {
     assert!(response.headers().contains_key("x-request-id"));
     let body: Value = server.client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(body, json!({ "status": "ready", "store": "sqlite" }));
+}
+
+/// A server configured as the demo is (router, specialists, escalation, approvals), on
+/// the real Acme backend at `backend`.
+async fn demo_agent(backend: &str) -> TestServer {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let demo = demo_config(backend);
+    TestServer::start_with(|c| {
+        c.backends = demo.backends;
+        c.tools = demo.tools;
+        c.router = demo.router;
+        c.router.intents = Some(root.join("examples/acme/intents.toml"));
+        c.agent = demo.agent;
+        for specialist in &mut c.agent.specialists {
+            specialist.prompt = root.join(&specialist.prompt);
+        }
+    })
+    .await
+}
+
+async fn backend_order(backend: &str, id: &str) -> Value {
+    reqwest::get(format!("{backend}/orders/{id}")).await.expect("backend").json().await.expect("json")
+}
+
+#[tokio::test]
+async fn an_order_that_has_not_arrived_is_looked_up_once_its_number_is_given_and_the_number_is_remembered() {
+    let backend = acme_backend().await;
+    let server = demo_agent(&backend).await;
+    let id = server.create_conversation().await;
+
+    let (status, body) = server.say(&id, "My order hasn't arrived").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let meta = &body["reply"]["metadata"];
+    assert_eq!(meta["answered_by"], "ask", "{body}");
+    assert_eq!(meta["asked_for"]["missing"], json!(["order_id"]), "{body}");
+    assert!(body["reply"]["content"].as_str().unwrap().contains("order number"), "{body}");
+
+    let (_, body) = server.say(&id, "It's A-10032").await;
+    let meta = &body["reply"]["metadata"];
+    assert_eq!(meta["tool"]["name"], "get_order", "{body}");
+    assert_eq!(meta["tool"]["arguments"], json!({ "order_id": "A-10032" }));
+    assert_eq!(meta["routing"]["decision"], "continued");
+    let text = body["reply"]["content"].as_str().unwrap();
+    assert!(text.contains("is shipped") && text.contains("4833351328"), "{text}");
+
+    let (_, body) = server.say(&id, "Thanks. Do you ship to Canada?").await;
+    assert_eq!(body["reply"]["role"], "assistant", "{body}");
+    let (_, body) = server.say(&id, "What was my order number again?").await;
+    let text = body["reply"]["content"].as_str().unwrap();
+    assert!(text.contains("A-10032"), "{body}");
+}
+
+#[tokio::test]
+async fn a_refund_above_the_automatic_limit_waits_for_an_operator_and_is_made_once() {
+    let backend = acme_backend().await;
+    let server = demo_agent(&backend).await;
+    let id = server.create_conversation().await;
+    let (_, body) = server.say(&id, "I want a refund of $150 for order A-10007, the blender stopped working").await;
+    let meta = &body["reply"]["metadata"];
+    assert_eq!(meta["answered_by"], "approval_pending", "{body}");
+    assert_eq!(meta["intent"], "refund_request");
+    let approval = meta["approval"]["id"].as_str().expect("approval id").to_owned();
+    assert_eq!(meta["approval"]["arguments"]["amount_cents"], 15000);
+    assert!(backend_order(&backend, "A-10007").await["refund"].is_null(), "nothing is refunded yet");
+
+    let pending: Value = server.client.get(server.url("/v1/approvals")).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = pending["approvals"].as_array().unwrap().iter().filter_map(|a| a["id"].as_str()).collect();
+    assert_eq!(ids, [approval.as_str()]);
+
+    let decide = |body: Value| {
+        let url = server.url(&format!("/v1/approvals/{approval}"));
+        let client = server.client.clone();
+        async move {
+            let response = client.post(url).json(&body).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = decide(json!({ "approve": true, "by": "ops@acme", "reason": "faulty unit" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["approval"]["status"], "approved");
+    let text = body["reply"]["content"].as_str().expect("the customer is told");
+    assert!(text.contains("refund of 150") && text.contains("A-10007"), "{text}");
+    assert_eq!(body["reply"]["metadata"]["tool"]["approved_by"], "ops@acme");
+    assert_eq!(backend_order(&backend, "A-10007").await["refund"]["amount_cents"], 15000);
+
+    let (status, body) = decide(json!({ "approve": true, "by": "someone@acme" })).await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"), "{body}");
+    assert_eq!(backend_order(&backend, "A-10007").await["refund"]["amount_cents"], 15000, "refunded once");
+
+    let transcript = server.transcript(&id).await;
+    let messages = transcript["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "message, the wait, the confirmation");
+    assert_eq!(messages[2]["content"], text);
+
+    let store = concierge_store::open(&server.store_url).await.unwrap();
+    let audit = store.tool_calls(&"default".parse().unwrap(), id.parse().unwrap()).await.unwrap();
+    let refunds: Vec<_> = audit.iter().filter(|c| c.tool == "create_refund").collect();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].approved_by.as_deref(), Some("ops@acme"));
+}
+
+#[tokio::test]
+async fn a_small_refund_is_made_at_once_and_a_denied_one_is_explained() {
+    let backend = acme_backend().await;
+    let server = demo_agent(&backend).await;
+    let id = server.create_conversation().await;
+    let (_, body) = server.say(&id, "Please refund $20 on order A-10021, one item was missing").await;
+    let meta = &body["reply"]["metadata"];
+    assert_eq!(meta["tool"]["name"], "create_refund", "{body}");
+    assert_eq!(meta["tool"]["outcome"], "ok", "{body}");
+    assert_eq!(backend_order(&backend, "A-10021").await["refund"]["amount_cents"], 2000);
+
+    let other = server.create_conversation().await;
+    let (_, body) = server.say(&other, "I'd like a refund of $180 for order A-10013").await;
+    let approval = body["reply"]["metadata"]["approval"]["id"].as_str().expect("waits").to_owned();
+    let url = server.url(&format!("/v1/approvals/{approval}"));
+    let decision = json!({ "approve": false, "by": "ops@acme", "reason": "outside the return window" });
+    let body: Value = server.client.post(url).json(&decision).send().await.unwrap().json().await.unwrap();
+    let text = body["reply"]["content"].as_str().unwrap();
+    assert!(text.contains("could not approve") && text.contains("outside the return window"), "{text}");
+    assert!(backend_order(&backend, "A-10013").await["refund"].is_null());
+}
+
+#[tokio::test]
+async fn asking_for_a_manager_opens_a_ticket_in_the_helpdesk_and_gives_its_number() {
+    let backend = acme_backend().await;
+    let server = demo_agent(&backend).await;
+    let id = server.create_conversation().await;
+    let (_, body) = server.say(&id, "I want to talk to a manager").await;
+    let meta = &body["reply"]["metadata"];
+    let ticket = meta["escalation"]["ticket"].as_str().expect("a ticket").to_owned();
+    assert!(ticket.starts_with("T-"), "the helpdesk's own number: {body}");
+    assert!(meta["escalation"]["reasons"].as_array().unwrap().contains(&json!("asked_for_human")), "{body}");
+    assert!(body["reply"]["content"].as_str().unwrap().contains(&ticket));
+    let transcript = server.transcript(&id).await;
+    assert_eq!(transcript["status"], "escalated");
+    let store = concierge_store::open(&server.store_url).await.unwrap();
+    let tickets = store.list_tickets(&"default".parse().unwrap(), None, 10).await.unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0].external_ref.as_deref(), Some(ticket.as_str()));
+    assert!(tickets[0].summary.contains("I want to talk to a manager"));
+}
+
+#[tokio::test]
+async fn bad_approval_decisions_are_refused_with_codes() {
+    let server = TestServer::start().await;
+    let (status, body) =
+        server.post_raw("/v1/approvals/not-an-id", Some("application/json"), r#"{"approve":true,"by":"x"}"#).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_id"));
+    let unknown = format!("/v1/approvals/{}", concierge_core::ApprovalId::new());
+    let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":true,"by":"ops"}"#).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":true}"#).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"), "{body}");
+    let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":true,"by":"  "}"#).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
+    let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":"yes","by":"ops"}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }

@@ -258,6 +258,8 @@ pub(crate) struct ApprovalRow {
     decided_by: Option<String>,
     decided_at: Option<DateTime<Utc>>,
     reason: Option<String>,
+    run_id: String,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<ApprovalRow> for Approval {
@@ -268,9 +270,11 @@ impl TryFrom<ApprovalRow> for Approval {
             tenant_id: parse("approvals.tenant_id", &row.tenant_id)?,
             conversation_id: parse("approvals.conversation_id", &row.conversation_id)?,
             status: parse("approvals.status", &row.status)?,
+            run_id: row.run_id,
             tool: row.tool,
             arguments: row.arguments.0,
             requested_at: row.requested_at,
+            expires_at: row.expires_at,
             decided_by: row.decided_by,
             decided_at: row.decided_at,
             reason: row.reason,

@@ -433,8 +433,8 @@ macro_rules! impl_store {
             async fn create_approval(&self, approval: &concierge_core::Approval) -> $crate::Result<()> {
                 sqlx::query(
                     "INSERT INTO approvals (id, tenant_id, conversation_id, tool, arguments, status,
-                                            requested_at, decided_by, decided_at, reason)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                            requested_at, decided_by, decided_at, reason, run_id, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(approval.id.to_string())
                 .bind(approval.tenant_id.as_str())
@@ -446,6 +446,8 @@ macro_rules! impl_store {
                 .bind(approval.decided_by.as_deref())
                 .bind(approval.decided_at.map($crate::rows::micros))
                 .bind(approval.reason.as_deref())
+                .bind(&approval.run_id)
+                .bind(approval.expires_at.map($crate::rows::micros))
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -493,6 +495,24 @@ macro_rules! impl_store {
                 } else {
                     concierge_core::ApprovalStatus::Denied
                 };
+                // Past its deadline a pending approval becomes expired instead (timestamps
+                // are compared here, not in SQL: SQLite keeps them as text).
+                let now = $crate::rows::now();
+                if let Some(current) = self.approval(tenant, id).await? {
+                    let lapsed = current.expires_at.is_some_and(|deadline| deadline <= now);
+                    if lapsed && current.status == concierge_core::ApprovalStatus::Pending {
+                        sqlx::query(
+                            "UPDATE approvals SET status = 'expired', decided_at = $3
+                             WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
+                        )
+                        .bind(tenant.as_str())
+                        .bind(id.to_string())
+                        .bind(now)
+                        .execute(&self.pool)
+                        .await?;
+                        return Err($crate::StoreError::conflict(format!("approval {id} is expired")));
+                    }
+                }
                 // Check and set in one statement: the database decides which of two
                 // concurrent deciders matched `status = 'pending'`.
                 let row = sqlx::query_as::<_, $crate::rows::ApprovalRow>(
@@ -504,7 +524,7 @@ macro_rules! impl_store {
                 .bind(id.to_string())
                 .bind(status.as_str())
                 .bind(by)
-                .bind($crate::rows::now())
+                .bind(now)
                 .bind(reason)
                 .fetch_optional(&self.pool)
                 .await?;

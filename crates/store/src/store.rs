@@ -145,7 +145,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records a human decision and returns the decided approval. The check that it is
     /// still pending and the write are one conditional `UPDATE`, so of two concurrent
     /// deciders exactly one wins; the other, and any later decision, gets a `Conflict`.
-    /// An unknown approval is `NotFound` (telling the two apart costs one more read).
+    /// An unknown approval is `NotFound` (telling the two apart costs one more read). One
+    /// past its `expires_at` is marked expired and the decision is a `Conflict`.
     async fn decide_approval(
         &self,
         tenant: &TenantId,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use concierge_core::{
-    ApprovalId, ApprovalStatus, ConversationId, ConversationStatus, Feedback, JobId, JobState, MessageId, TicketId,
-    TicketPriority, TicketStatus, ToolCallOutcome, UsageSummary,
+    Approval, ApprovalId, ApprovalStatus, ConversationId, ConversationStatus, Feedback, JobId, JobState, MessageId,
+    TicketId, TicketPriority, TicketStatus, ToolCallOutcome, UsageSummary,
 };
 use concierge_store::{Store, StoreError};
 use serde_json::json;
@@ -281,6 +281,23 @@ async fn an_approval_is_decided_once_and_then_leaves_the_pending_list(store: Arc
     assert_eq!((denied.status, denied.reason), (ApprovalStatus::Denied, None));
     assert!(store.pending_approvals(&acme).await.unwrap().is_empty());
     assert_not_found(store.decide_approval(&acme, ApprovalId::new(), true, "ops@acme", None).await);
+}
+
+async fn an_approval_past_its_deadline_cannot_be_decided_and_is_marked_expired(store: Arc<dyn Store>) {
+    let acme = seed_tenant(&store, "acme").await;
+    let conversation = seed_conversation(&store, &acme).await;
+    // `at` is in 2025: long past.
+    let lapsed = Approval { expires_at: Some(at(60)), ..approval(&conversation, 1) };
+    let open = Approval { expires_at: Some(concierge_core::now() + Duration::hours(1)), ..approval(&conversation, 2) };
+    store.create_approval(&lapsed).await.unwrap();
+    store.create_approval(&open).await.unwrap();
+    assert_conflict(store.decide_approval(&acme, lapsed.id, true, "ops@acme", None).await);
+    let stored = store.approval(&acme, lapsed.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.decided_by), (ApprovalStatus::Expired, None));
+    assert_eq!(stored.run_id, lapsed.run_id);
+    let decided = store.decide_approval(&acme, open.id, true, "ops@acme", None).await.unwrap();
+    assert_eq!(decided.status, ApprovalStatus::Approved);
+    assert_eq!(store.pending_approvals(&acme).await.unwrap(), vec![]);
 }
 
 async fn concurrent_decisions_on_one_approval_let_exactly_one_win(store: Arc<dyn Store>) {
@@ -629,6 +646,7 @@ store_tests! {
         a_reused_idempotency_key_is_a_conflict,
         tickets_round_trip_filter_by_status_and_change_status,
         an_approval_is_decided_once_and_then_leaves_the_pending_list,
+        an_approval_past_its_deadline_cannot_be_decided_and_is_marked_expired,
         concurrent_decisions_on_one_approval_let_exactly_one_win,
         a_second_rating_of_a_message_replaces_the_first,
         documents_round_trip_with_their_chunks,

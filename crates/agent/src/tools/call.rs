@@ -64,14 +64,16 @@ pub enum ToolError {
 
 impl ToolRegistry {
     /// Validates `args`, calls the tool (or replays the recorded result of the same call),
-    /// and writes the call to the audit log. A backend that fails or times out is a result
-    /// with that outcome, not an error: the caller decides what the customer hears.
+    /// and writes the call to the audit log, with who approved it when someone had to. A
+    /// backend that fails or times out is a result with that outcome, not an error: the
+    /// caller decides what the customer hears.
     pub async fn call(
         &self,
         store: &dyn Store,
         ctx: &CallContext,
         name: &str,
         args: Value,
+        approved_by: Option<&str>,
     ) -> Result<ToolCallResult, ToolError> {
         let tool = self.tool(name).ok_or_else(|| ToolError::Unknown(name.to_owned()))?;
         let problems = Self::argument_errors(tool, &args);
@@ -101,7 +103,7 @@ impl ToolRegistry {
             result: Some(json!({ "status": result.status, "data": result.data })),
             outcome: result.outcome,
             latency_ms: result.latency_ms,
-            approved_by: None,
+            approved_by: approved_by.map(str::to_owned),
             created_at: concierge_core::now(),
         };
         match store.record_tool_call(&record).await {

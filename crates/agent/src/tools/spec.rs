@@ -70,6 +70,11 @@ pub struct ToolSpec {
     pub soap_action: Option<String>,
     #[serde(default)]
     pub risk: Risk,
+    /// For a high-risk tool: the condition (a minijinja expression over `args`) under which
+    /// a call waits for approval, e.g. `args.amount_cents > 10000`. Without it, every call
+    /// waits.
+    #[serde(default)]
+    pub approve_when: Option<String>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// What the customer sees while the tool runs, e.g. "Checking your order…".

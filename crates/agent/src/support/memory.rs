@@ -1,0 +1,122 @@
+//! What a conversation remembers at the start of a turn, rebuilt from its stored messages:
+//! the last messages verbatim within a token cap, one summary line per older turn, the
+//! facts the customer gave (however long ago), what the last reply asked for, and how the
+//! last replies went.
+//!
+//! Rebuilt rather than kept: the stored transcript is the truth, so a resumed or moved
+//! conversation remembers exactly what it said.
+
+use concierge_core::{Message, Role};
+use serde_json::Value;
+
+use super::config::MemoryConfig;
+use super::state::{Awaiting, Memory};
+use crate::ToolRegistry;
+
+/// Metadata keys every agent reply carries, read back here.
+pub(crate) const ANSWERED_BY: &str = "answered_by";
+pub(crate) const ASKED_FOR: &str = "asked_for";
+pub(crate) const FAILED: &str = "failed";
+pub(crate) const CLARIFY: &str = "clarify";
+
+/// The memory for the customer message numbered `turn` of `messages` (the whole stored
+/// conversation, oldest first).
+pub fn remember(messages: &[Message], turn: i64, tools: &ToolRegistry, config: &MemoryConfig) -> Memory {
+    let mut memory = Memory::default();
+    for message in messages.iter().filter(|m| m.role == Role::User && m.seq <= turn) {
+        for (parameter, value) in tools.facts_in(&message.content) {
+            memory.facts.insert(parameter, value);
+        }
+    }
+    let earlier: Vec<&Message> = messages
+        .iter()
+        .filter(|m| m.seq < turn && matches!(m.role, Role::User | Role::Assistant | Role::Operator))
+        .collect();
+    let window_start = window_start(&earlier, config);
+    memory.window = earlier[window_start..].iter().map(|m| (*m).clone()).collect();
+    memory.summary = summarise(&earlier[..window_start], config.summary_lines);
+    let replies: Vec<&Message> = earlier.iter().copied().filter(|m| m.role == Role::Assistant).collect();
+    memory.awaiting = replies.last().and_then(|m| awaiting(&m.metadata));
+    memory.clarifications = trailing(&replies, |m| m.metadata[ANSWERED_BY] == CLARIFY);
+    memory.failures = trailing(&replies, |m| m.metadata[FAILED] == true);
+    memory
+}
+
+/// Where the window begins: at most `window_messages` back, fewer when they hold more than
+/// `window_tokens` (about four characters a token).
+fn window_start(earlier: &[&Message], config: &MemoryConfig) -> usize {
+    let mut start = earlier.len().saturating_sub(config.window_messages);
+    let tokens = |ms: &[&Message]| ms.iter().map(|m| m.content.chars().count().div_ceil(4)).sum::<usize>();
+    while start < earlier.len() && tokens(&earlier[start..]) > config.window_tokens {
+        start += 1;
+    }
+    start
+}
+
+/// How many of the last `replies` in a row satisfy `test`.
+fn trailing(replies: &[&Message], test: impl Fn(&Message) -> bool) -> u32 {
+    replies.iter().rev().take_while(|m| test(m)).count() as u32
+}
+
+fn awaiting(metadata: &Value) -> Option<Awaiting> {
+    serde_json::from_value(metadata.get(ASKED_FOR)?.clone()).ok()
+}
+
+/// One line per customer turn before the window (the last `lines` of them): what was asked
+/// and what was done about it, read from the reply's metadata.
+fn summarise(older: &[&Message], lines: usize) -> Option<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, message) in older.iter().enumerate() {
+        if message.role != Role::User {
+            continue;
+        }
+        let reply = older[i + 1..].iter().take_while(|m| m.role != Role::User).find(|m| m.role == Role::Assistant);
+        out.push(summary_line(message, reply.map(|m| &m.metadata)));
+    }
+    if out.is_empty() {
+        return None;
+    }
+    let skip = out.len().saturating_sub(lines);
+    Some(out[skip..].join("\n"))
+}
+
+fn summary_line(question: &Message, reply: Option<&Value>) -> String {
+    let empty = Value::Null;
+    let meta = reply.unwrap_or(&empty);
+    let mut line = match meta["intent"].as_str() {
+        Some(intent) => format!("- The customer asked about {}", intent.replace('_', " ")),
+        None => format!("- The customer wrote \"{}\"", shorten(&question.content, 80)),
+    };
+    if let Some(tool) = meta["tool"]["name"].as_str() {
+        let args = meta["tool"]["arguments"].as_object().map(|a| {
+            a.iter()
+                .map(|(k, v)| format!("{k} {}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect::<Vec<_>>()
+        });
+        line.push_str(&format!("; {tool} was called"));
+        if let Some(args) = args.filter(|a| !a.is_empty()) {
+            line.push_str(&format!(" with {}", args.join(", ")));
+        }
+    }
+    let titles: Vec<&str> =
+        meta["citations"].as_array().into_iter().flatten().filter_map(|c| c["title"].as_str()).collect();
+    if !titles.is_empty() {
+        line.push_str(&format!("; answered from \"{}\"", titles.join("\", \"")));
+    }
+    if let Some(ticket) = meta["escalation"]["ticket"].as_str() {
+        line.push_str(&format!("; ticket {ticket} was opened"));
+    }
+    if meta[FAILED] == true {
+        line.push_str("; that did not help");
+    }
+    line.push('.');
+    line
+}
+
+fn shorten(text: &str, chars: usize) -> String {
+    let mut out: String = text.chars().take(chars).collect();
+    if text.chars().count() > chars {
+        out.push('…');
+    }
+    out
+}

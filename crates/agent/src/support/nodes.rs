@@ -1,0 +1,828 @@
+//! The nodes of the support graph and the graph that joins them.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use concierge_core::{
+    Approval, ApprovalId, ApprovalStatus, ConversationStatus, Ticket, TicketId, TicketPriority, TicketStatus,
+};
+use concierge_graph::{BuildError, Flow, Graph, GraphBuilder, Node, NodeContext, NodeError, END, START};
+use regex::Regex;
+use serde_json::{json, Map, Value};
+
+use super::escalation::{ASKED_FOR_HUMAN, NEGATIVE_SENTIMENT, POLICY_TOPIC, STEP_LIMIT};
+use super::memory::{remember, ANSWERED_BY, ASKED_FOR, CLARIFY, FAILED};
+use super::state::{Action, Awaiting, CallOutcome, Escalation, ReplyPart, Task, TaskKind, TurnState};
+use super::{ActionSpec, AgentEvent, AnswerRequest, Deps, Specialist};
+use crate::{CallContext, Routing};
+
+type Ctx = NodeContext<AgentEvent>;
+
+pub(crate) fn graph(deps: &Arc<Deps>) -> Result<Graph<TurnState, AgentEvent>, BuildError> {
+    GraphBuilder::new()
+        .node("load_context", LoadContext(Arc::clone(deps)))
+        .node("classify", Classify(Arc::clone(deps)))
+        .node("specialist", SpecialistNode(Arc::clone(deps)))
+        .node("tools", Tools(Arc::clone(deps)))
+        .node("check_escalation", CheckEscalation(Arc::clone(deps)))
+        .node("escalate", Escalate(Arc::clone(deps)))
+        .node("respond", Respond(Arc::clone(deps)))
+        .edge(START, "load_context")
+        .edge("load_context", "classify")
+        .edge("classify", "specialist")
+        .branch("specialist", &["tools", "classify", "check_escalation"], |s: &TurnState| {
+            match s.action {
+                Action::Call { .. } => "tools",
+                Action::HandBack { .. } => "classify",
+                _ => "check_escalation",
+            }
+            .into()
+        })
+        .edge("tools", "specialist")
+        .branch("check_escalation", &["escalate", "respond"], |s: &TurnState| {
+            if s.escalation.is_some() { "escalate" } else { "respond" }.into()
+        })
+        .edge("escalate", "respond")
+        .branch("respond", &["specialist", END], |s: &TurnState| {
+            let next = s.action == Action::Undecided && s.escalation.is_none() && s.task.is_some();
+            if next { "specialist" } else { END }.into()
+        })
+        .step_limit(deps.config.step_limit)
+        .on_step_limit("escalate")
+        .default_timeout(Duration::from_secs(deps.config.node_timeout_secs))
+        .build()
+}
+
+/// Rebuilds the conversation's memory from the store.
+struct LoadContext(Arc<Deps>);
+
+#[async_trait]
+impl Node<TurnState, AgentEvent> for LoadContext {
+    async fn run(&self, state: &mut TurnState, _: &Ctx) -> Result<Flow, NodeError> {
+        let messages = self.0.store.messages(&state.tenant, state.conversation).await?;
+        state.memory = remember(&messages, state.turn, &self.0.tools, &self.0.config.memory);
+        Ok(Flow::Continue)
+    }
+}
+
+/// Routes the message into tasks; or re-targets a task a specialist handed back; or
+/// continues the request whose missing details this message gives.
+struct Classify(Arc<Deps>);
+
+#[async_trait]
+impl Node<TurnState, AgentEvent> for Classify {
+    async fn run(&self, state: &mut TurnState, ctx: &Ctx) -> Result<Flow, NodeError> {
+        let deps = &self.0;
+        if let (Action::HandBack { intent }, Some(task)) = (&state.action, state.task.as_mut()) {
+            let confidence = match &task.kind {
+                TaskKind::Intent { confidence, .. } => *confidence,
+                _ => 0.0,
+            };
+            let specialist = deps.intents.get(intent).map(|i| i.specialist.clone()).unwrap_or_default();
+            task.kind = TaskKind::Intent { intent: intent.clone(), confidence, specialist };
+            state.hops += 1;
+            state.action = Action::Undecided;
+        } else {
+            let mut tasks = self.tasks(state).await;
+            state.task = tasks.pop_front();
+            state.tasks = tasks;
+        }
+        let (intent, confidence, specialist) = match state.task.as_ref().map(|t| &t.kind) {
+            Some(TaskKind::Intent { intent, confidence, specialist }) => {
+                (Some(intent.clone()), Some(*confidence), Some(specialist.clone()))
+            }
+            _ => (None, None, None),
+        };
+        ctx.emit(AgentEvent::Meta { intent, confidence, specialist }).await;
+        Ok(Flow::Continue)
+    }
+}
+
+impl Classify {
+    async fn tasks(&self, state: &mut TurnState) -> std::collections::VecDeque<Task> {
+        let deps = &self.0;
+        let whole = |kind| std::collections::VecDeque::from([Task { text: state.message.clone(), kind }]);
+        if let Some(awaiting) = &state.memory.awaiting {
+            let given = deps.tools.facts_in(&state.message);
+            if given.iter().any(|(parameter, _)| awaiting.missing.contains(parameter)) {
+                state.routing = Some(json!({ "decision": "continued", "intent": awaiting.intent }));
+                return whole(TaskKind::Intent {
+                    intent: awaiting.intent.clone(),
+                    confidence: 1.0,
+                    specialist: awaiting.specialist.clone(),
+                });
+            }
+        }
+        let Some(router) = &deps.router else { return whole(TaskKind::Unrouted) };
+        let routing = match router.route(&state.message).await {
+            Ok(routing) => routing,
+            Err(error) => {
+                tracing::warn!(conversation = %state.conversation, %error, "routing failed; answering unrouted");
+                return whole(TaskKind::Unrouted);
+            }
+        };
+        state.routing = serde_json::to_value(&routing).ok();
+        let specialist_of = |intent: &str| deps.intents.get(intent).map(|i| i.specialist.clone()).unwrap_or_default();
+        match routing {
+            Routing::Intent { intent, specialist } => {
+                whole(TaskKind::Intent { intent: intent.intent, confidence: intent.confidence, specialist })
+            }
+            Routing::Several { intents } => intents
+                .into_iter()
+                .map(|(scored, part)| Task {
+                    text: part,
+                    kind: TaskKind::Intent {
+                        specialist: specialist_of(&scored.intent),
+                        intent: scored.intent,
+                        confidence: scored.confidence,
+                    },
+                })
+                .collect(),
+            Routing::Clarify { candidates } => {
+                whole(TaskKind::Clarify { candidates: candidates.iter().map(|c| c.intent.clone()).collect() })
+            }
+            Routing::OutOfScope { .. } => whole(TaskKind::OutOfScope),
+        }
+    }
+}
+
+/// Decides what to do about the current task: which tool with which arguments, what to
+/// ask, or to answer from the knowledge base. Leaves a made call's result to `respond`.
+struct SpecialistNode(Arc<Deps>);
+
+#[async_trait]
+impl Node<TurnState, AgentEvent> for SpecialistNode {
+    async fn run(&self, state: &mut TurnState, _: &Ctx) -> Result<Flow, NodeError> {
+        if !matches!(state.action, Action::Called { .. }) {
+            state.action = decide(&self.0, state);
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+fn decide(deps: &Deps, state: &TurnState) -> Action {
+    let Some(task) = &state.task else { return Action::Answer };
+    let (intent, specialist) = match &task.kind {
+        TaskKind::OutOfScope => return Action::Decline,
+        TaskKind::Clarify { candidates } => return Action::Clarify { candidates: candidates.clone() },
+        TaskKind::Unrouted => return lookup(deps, None, &task.text).unwrap_or(Action::Answer),
+        TaskKind::Intent { intent, specialist, .. } => (intent, specialist),
+    };
+    let declared = deps.specialists.get(specialist);
+    let Some((specialist_spec, action)) = declared.and_then(|s| s.spec.actions.get(intent).map(|a| (s, a))) else {
+        // A declared specialist answers its other intents from the knowledge base; without
+        // one, a lookup whose arguments the message gives is the best guess.
+        return match declared {
+            Some(_) => Action::Answer,
+            None => lookup(deps, None, &task.text).unwrap_or(Action::Answer),
+        };
+    };
+    if state.tool_steps >= deps.config.max_tool_steps {
+        return Action::Answer;
+    }
+    let (arguments, missing) = arguments_for(deps, specialist_spec, intent, action, task, state);
+    if missing.is_empty() {
+        let approval = deps.tools.needs_approval(&action.tool, &arguments);
+        return Action::Call { tool: action.tool.clone(), arguments, approval };
+    }
+    if state.hops < deps.config.max_hops {
+        if let Some(other) = hand_back(deps, specialist, &task.text) {
+            return Action::HandBack { intent: other };
+        }
+    }
+    Action::Ask { tool: action.tool.clone(), missing }
+}
+
+/// A lookup tool (among the specialist's, or any without one) whose arguments are all in
+/// `text`.
+fn lookup(deps: &Deps, specialist: Option<&Specialist>, text: &str) -> Option<Action> {
+    let allowed = |tool: &str| specialist.is_none_or(|s| s.spec.tools.iter().any(|t| t == tool));
+    let (spec, arguments) = deps.tools.find_lookup_among(text, allowed)?;
+    Some(Action::Call { tool: spec.name.clone(), arguments, approval: false })
+}
+
+/// Another specialist's low-risk action whose arguments the text gives in full, when the
+/// current one's are missing: the message was probably meant for it.
+fn hand_back(deps: &Deps, current: &str, text: &str) -> Option<String> {
+    let given: Vec<String> = deps.tools.facts_in(text).into_iter().map(|(parameter, _)| parameter).collect();
+    deps.specialists.values().filter(|s| s.spec.name != current).find_map(|s| {
+        s.spec.actions.iter().find_map(|(intent, action)| {
+            let spec = deps.tools.spec(&action.tool)?;
+            let required = required(&spec.parameters);
+            let complete = !required.is_empty() && required.iter().all(|r| given.contains(r));
+            (complete && spec.risk == crate::Risk::Low).then(|| intent.clone())
+        })
+    })
+}
+
+fn required(schema: &Value) -> Vec<String> {
+    schema["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+/// The arguments of `action` from the conversation: its templates, the facts the customer
+/// gave, the customer's own reference, amounts of money in the request; and the required
+/// ones still missing.
+fn arguments_for(
+    deps: &Deps,
+    specialist: &Specialist,
+    intent: &str,
+    action: &ActionSpec,
+    task: &Task,
+    state: &TurnState,
+) -> (Value, Vec<String>) {
+    let Some(spec) = deps.tools.spec(&action.tool) else { return (json!({}), vec![]) };
+    let empty = Map::new();
+    let properties = spec.parameters["properties"].as_object().unwrap_or(&empty);
+    let mut arguments = Map::new();
+    for (name, property) in properties {
+        if name == "approved_by" {
+            continue;
+        }
+        let value = if action.arguments.contains_key(name) {
+            let template = format!("{}.{intent}.{name}", specialist.spec.name);
+            deps.templates
+                .get_template(&template)
+                .ok()
+                .and_then(|t| {
+                    t.render(minijinja::context! { message => task.text, facts => state.memory.facts, customer => state.customer })
+                        .ok()
+                })
+                .map(|text| text.trim().to_owned())
+                .filter(|text| !text.is_empty())
+                .map(|text| typed(property, text))
+        } else if let Some(fact) = state.memory.facts.get(name) {
+            Some(Value::String(fact.clone()))
+        } else if property["type"] == "integer" && name.ends_with("_cents") {
+            money_cents(&task.text).map(Value::from)
+        } else {
+            state.customer.as_ref().filter(|c| pattern_accepts(property, c)).map(|c| Value::String(c.clone()))
+        };
+        if let Some(value) = value {
+            arguments.insert(name.clone(), value);
+        }
+    }
+    let missing = required(&spec.parameters).into_iter().filter(|r| !arguments.contains_key(r)).collect();
+    (Value::Object(arguments), missing)
+}
+
+fn typed(property: &Value, text: String) -> Value {
+    match property["type"].as_str() {
+        Some("integer") => text.parse::<i64>().map(Value::from).unwrap_or(Value::String(text)),
+        _ => Value::String(text),
+    }
+}
+
+fn pattern_accepts(property: &Value, value: &str) -> bool {
+    property["pattern"].as_str().and_then(|p| Regex::new(p).ok()).is_some_and(|re| re.is_match(value))
+}
+
+/// The first amount of money in `text`, in cents: `$45`, `45.50 USD`, `€12,99`, `30 dollars`.
+fn money_cents(text: &str) -> Option<i64> {
+    static MONEY: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)(?:[$€£]|\b(?:usd|eur|gbp))\s?(\d{1,7}(?:[.,]\d{1,2})?)\b|\b(\d{1,7}(?:[.,]\d{1,2})?)\s?(?:[$€£]|(?:usd|eur|gbp|dollars?|euros?|pounds?)\b)",
+        )
+        .expect("money pattern")
+    });
+    let captures = MONEY.captures(text)?;
+    let amount = captures.get(1).or_else(|| captures.get(2))?.as_str().replace(',', ".");
+    let (whole, fraction) = amount.split_once('.').unwrap_or((&amount, ""));
+    let cents = format!("{fraction:0<2}");
+    Some(whole.parse::<i64>().ok()? * 100 + cents.parse::<i64>().ok()?)
+}
+
+/// Makes the call the specialist decided on; a call that needs approval first pauses the
+/// turn until an operator decides.
+struct Tools(Arc<Deps>);
+
+#[async_trait]
+impl Node<TurnState, AgentEvent> for Tools {
+    async fn run(&self, state: &mut TurnState, ctx: &Ctx) -> Result<Flow, NodeError> {
+        let Action::Call { tool, arguments, approval } = state.action.clone() else { return Ok(Flow::Continue) };
+        let deps = &self.0;
+        let mut approved_by = None;
+        if approval {
+            match ctx.resumed_with() {
+                None => return self.ask_approval(state, ctx, &tool, &arguments).await,
+                Some(decision) if decision["expired"] == true => {
+                    state.action = Action::Called { tool, arguments, outcome: CallOutcome::Expired };
+                    return Ok(Flow::Continue);
+                }
+                Some(decision) if decision["approved"] != true => {
+                    let by = decision["by"].as_str().unwrap_or("an operator").to_owned();
+                    let reason = decision["reason"].as_str().map(str::to_owned);
+                    state.action = Action::Called { tool, arguments, outcome: CallOutcome::Denied { by, reason } };
+                    return Ok(Flow::Continue);
+                }
+                Some(decision) => approved_by = decision["by"].as_str().map(str::to_owned),
+            }
+        }
+        let display = deps.tools.spec(&tool).and_then(|s| s.display.clone());
+        ctx.emit(AgentEvent::ToolStarted { name: tool.clone(), display }).await;
+        let mut sent = arguments.clone();
+        let declares_approver =
+            deps.tools.spec(&tool).is_some_and(|s| s.parameters["properties"]["approved_by"].is_object());
+        if let (Some(by), true, Some(map)) = (&approved_by, declares_approver, sent.as_object_mut()) {
+            map.insert("approved_by".into(), Value::String(by.clone()));
+        }
+        let call = CallContext {
+            tenant: state.tenant.clone(),
+            conversation: state.conversation,
+            turn: state.turn,
+            step: u32::try_from(ctx.step()).unwrap_or(u32::MAX),
+        };
+        let outcome = match deps.tools.call(deps.store.as_ref(), &call, &tool, sent, approved_by.as_deref()).await {
+            Ok(result) => {
+                ctx.emit(AgentEvent::ToolFinished {
+                    name: tool.clone(),
+                    outcome: result.outcome.as_str().to_owned(),
+                    latency_ms: result.latency_ms,
+                })
+                .await;
+                CallOutcome::Done { ok: result.is_ok(), data: result.data, latency_ms: result.latency_ms, approved_by }
+            }
+            Err(crate::ToolError::InvalidArguments { problems, .. }) => CallOutcome::Refused { problems },
+            Err(other) => return Err(other.into()),
+        };
+        state.tool_steps += 1;
+        state.action = Action::Called { tool, arguments, outcome };
+        Ok(Flow::Continue)
+    }
+}
+
+impl Tools {
+    /// Records the approval (once per run, whatever happens to the process) and pauses.
+    async fn ask_approval(
+        &self,
+        state: &mut TurnState,
+        ctx: &Ctx,
+        tool: &str,
+        arguments: &Value,
+    ) -> Result<Flow, NodeError> {
+        let deps = &self.0;
+        let pending = deps.store.pending_approvals(&state.tenant).await?;
+        let approval = match pending.into_iter().find(|a| a.run_id == ctx.run_id() && a.tool == tool) {
+            Some(existing) => existing,
+            None => {
+                let now = concierge_core::now();
+                let ttl =
+                    chrono::Duration::seconds(i64::try_from(deps.config.approval_ttl_secs).unwrap_or(i64::MAX / 2));
+                let approval = Approval {
+                    id: ApprovalId::new(),
+                    tenant_id: state.tenant.clone(),
+                    conversation_id: state.conversation,
+                    run_id: ctx.run_id().to_owned(),
+                    tool: tool.to_owned(),
+                    arguments: arguments.clone(),
+                    status: ApprovalStatus::Pending,
+                    requested_at: now,
+                    expires_at: Some(now + ttl),
+                    decided_by: None,
+                    decided_at: None,
+                    reason: None,
+                };
+                deps.store.create_approval(&approval).await?;
+                approval
+            }
+        };
+        let id = approval.id.to_string();
+        let mut part = ReplyPart::new(
+            "That needs a colleague's approval, so I have passed it on for review. I will confirm here as soon as \
+             it has been decided.",
+            "approval_pending",
+        );
+        part.metadata["approval"] = json!({ "id": id, "tool": tool, "arguments": arguments });
+        annotate(&mut part, state, &self.0);
+        state.replies.push(part);
+        state.sent = state.replies.len();
+        ctx.emit(AgentEvent::ApprovalRequired {
+            approval_id: id.clone(),
+            tool: tool.to_owned(),
+            arguments: arguments.clone(),
+        })
+        .await;
+        Ok(ctx.interrupt_with_id(id, "approval", json!({ "tool": tool, "arguments": arguments })))
+    }
+}
+
+/// Decides whether the turn goes to a person.
+struct CheckEscalation(Arc<Deps>);
+
+#[async_trait]
+impl Node<TurnState, AgentEvent> for CheckEscalation {
+    async fn run(&self, state: &mut TurnState, _: &Ctx) -> Result<Flow, NodeError> {
+        let reasons = self.0.escalation.reasons(state);
+        if !reasons.is_empty() {
+            state.escalation = Some(Escalation { reasons, ticket: None });
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Opens a ticket with a summary of the conversation, in the helpdesk and in the store.
+struct Escalate(Arc<Deps>);
+
+#[async_trait]
+impl Node<TurnState, AgentEvent> for Escalate {
+    async fn run(&self, state: &mut TurnState, ctx: &Ctx) -> Result<Flow, NodeError> {
+        let deps = &self.0;
+        let reasons = state
+            .escalation
+            .as_ref()
+            .map(|e| e.reasons.clone())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| vec![STEP_LIMIT.to_owned()]);
+        let subject = subject(&reasons, state);
+        let description = handover(state, &reasons);
+        let priority = if reasons.iter().any(|r| r == NEGATIVE_SENTIMENT || r.starts_with(POLICY_TOPIC)) {
+            TicketPriority::High
+        } else {
+            TicketPriority::Normal
+        };
+        let external = self.helpdesk_ticket(state, ctx, &subject, &description, priority).await?;
+        let now = concierge_core::now();
+        let ticket = Ticket {
+            id: TicketId::new(),
+            tenant_id: state.tenant.clone(),
+            conversation_id: Some(state.conversation),
+            subject,
+            summary: description,
+            priority,
+            status: TicketStatus::Open,
+            external_ref: external.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        deps.store.create_ticket(&ticket).await?;
+        deps.store.set_conversation_status(&state.tenant, state.conversation, ConversationStatus::Escalated).await?;
+        let reference = external.unwrap_or_else(|| ticket.id.to_string());
+        ctx.emit(AgentEvent::Escalated { ticket: reference.clone() }).await;
+        state.escalation = Some(Escalation { reasons, ticket: Some(reference) });
+        state.tasks.clear();
+        Ok(Flow::Continue)
+    }
+}
+
+impl Escalate {
+    /// The helpdesk's reference for a new ticket, when a ticket tool is configured and the
+    /// helpdesk answered; `None` otherwise (the store's ticket stands in).
+    async fn helpdesk_ticket(
+        &self,
+        state: &TurnState,
+        ctx: &Ctx,
+        subject: &str,
+        description: &str,
+        priority: TicketPriority,
+    ) -> Result<Option<String>, NodeError> {
+        let deps = &self.0;
+        let Some(tool) = deps.escalation.config().ticket_tool.as_deref() else { return Ok(None) };
+        let Some(spec) = deps.tools.spec(tool) else { return Ok(None) };
+        let declared = |name: &str| spec.parameters["properties"][name].is_object();
+        let mut arguments = json!({ "subject": subject, "description": description });
+        if declared("priority") {
+            arguments["priority"] = json!(priority.as_str());
+        }
+        for name in ["customer_id", "order_id"] {
+            let value = state
+                .memory
+                .facts
+                .get(name)
+                .cloned()
+                .or_else(|| (name == "customer_id").then(|| state.customer.clone()).flatten());
+            if let Some(value) = value.filter(|_| declared(name)) {
+                arguments[name] = json!(value);
+                if !deps.tools.arguments_valid(tool, &arguments) {
+                    arguments.as_object_mut().map(|a| a.remove(name));
+                }
+            }
+        }
+        let call = CallContext {
+            tenant: state.tenant.clone(),
+            conversation: state.conversation,
+            turn: state.turn,
+            step: u32::try_from(ctx.step()).unwrap_or(u32::MAX),
+        };
+        ctx.emit(AgentEvent::ToolStarted { name: tool.to_owned(), display: spec.display.clone() }).await;
+        match deps.tools.call(deps.store.as_ref(), &call, tool, arguments, None).await {
+            Ok(result) if result.is_ok() => {
+                let reference =
+                    ["id", "ticket_id", "number"].iter().find_map(|k| result.data[*k].as_str().map(str::to_owned));
+                Ok(reference)
+            }
+            Ok(result) => {
+                tracing::warn!(conversation = %state.conversation, outcome = %result.outcome.as_str(), "helpdesk refused the ticket; kept in Concierge");
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::warn!(conversation = %state.conversation, %error, "ticket tool failed; kept in Concierge");
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn subject(reasons: &[String], state: &TurnState) -> String {
+    let first = reasons.first().map(String::as_str).unwrap_or(STEP_LIMIT);
+    let why = match first {
+        ASKED_FOR_HUMAN => "Customer asked to speak to a person".to_owned(),
+        NEGATIVE_SENTIMENT => "Customer is very unhappy".to_owned(),
+        STEP_LIMIT => "The assistant could not finish this request".to_owned(),
+        other if other.starts_with(POLICY_TOPIC) => {
+            format!("Policy topic: {}", other.trim_start_matches("policy_topic:"))
+        }
+        "repeated_failure" => "The assistant failed to help twice".to_owned(),
+        _ => "The request is still unclear after clarifying questions".to_owned(),
+    };
+    match state.memory.facts.get("order_id") {
+        Some(order) => format!("{why} (order {order})"),
+        None => why,
+    }
+}
+
+/// What the person taking over needs: why, what happened before, the last messages.
+fn handover(state: &TurnState, reasons: &[String]) -> String {
+    let mut text = format!("Escalated because: {}.\n", reasons.join(", "));
+    if !state.memory.facts.is_empty() {
+        let facts: Vec<String> = state.memory.facts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        text.push_str(&format!("Details given: {}.\n", facts.join(", ")));
+    }
+    if let Some(summary) = &state.memory.summary {
+        text.push_str(&format!("\nEarlier:\n{summary}\n"));
+    }
+    text.push_str("\nLast messages:\n");
+    for message in &state.memory.window {
+        text.push_str(&format!("{}: {}\n", message.role.as_str(), message.content));
+    }
+    text.push_str(&format!("customer: {}\n", state.message));
+    text.chars().take(4900).collect()
+}
+
+/// Puts the reply for the current task into words, then moves on to the next task.
+struct Respond(Arc<Deps>);
+
+#[async_trait]
+impl Node<TurnState, AgentEvent> for Respond {
+    async fn run(&self, state: &mut TurnState, _: &Ctx) -> Result<Flow, NodeError> {
+        let mut part = match &state.escalation {
+            Some(escalation) => self.handed_over(state, escalation).await?,
+            None => self.reply(state).await?,
+        };
+        annotate(&mut part, state, &self.0);
+        state.replies.push(part);
+        if state.escalation.is_none() {
+            if let Some(next) = state.tasks.pop_front() {
+                state.task = Some(next);
+                state.action = Action::Undecided;
+                state.hops = 0;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+impl Respond {
+    async fn reply(&self, state: &TurnState) -> Result<ReplyPart, NodeError> {
+        let deps = &self.0;
+        Ok(match &state.action {
+            Action::Called { tool, arguments, outcome } => tool_reply(deps, tool, arguments, outcome),
+            Action::Ask { tool, missing } => ask(deps, state, tool, missing),
+            Action::Clarify { candidates } => clarify(deps, candidates),
+            Action::Decline => self.answer_from_knowledge(state, true).await?,
+            Action::Answer | Action::Undecided | Action::Call { .. } | Action::HandBack { .. } => {
+                self.answer_from_knowledge(state, false).await?
+            }
+        })
+    }
+
+    async fn answer_from_knowledge(&self, state: &TurnState, out_of_scope: bool) -> Result<ReplyPart, NodeError> {
+        let deps = &self.0;
+        let task = state.task.as_ref();
+        let question = task.map_or(state.message.as_str(), |t| t.text.as_str());
+        let (intent, confidence) = match task.map(|t| &t.kind) {
+            Some(TaskKind::Intent { intent, confidence, .. }) => (Some(intent.as_str()), Some(*confidence)),
+            _ => (None, None),
+        };
+        let intents_detected = state.tasks.len() + usize::from(task.is_some()) + state.replies.len();
+        let request = AnswerRequest {
+            conversation: state.conversation,
+            question,
+            history: &state.memory.window,
+            prompt: specialist_of(deps, state).map(|s| &s.prompt),
+            out_of_scope,
+            intent,
+            confidence,
+            intents_detected,
+        };
+        Ok(deps.answerer.answer(request).await?)
+    }
+
+    /// The ticket notice, after the reply to what was done, if something was.
+    async fn handed_over(&self, state: &TurnState, escalation: &Escalation) -> Result<ReplyPart, NodeError> {
+        let ticket = escalation.ticket.as_deref().unwrap_or("(pending)");
+        let notice = format!(
+            "I have passed this conversation to a colleague, who will pick it up from here. Your ticket number is \
+             {ticket}."
+        );
+        let mut part = match &state.action {
+            Action::Called { .. } => {
+                let mut done = self.reply(state).await?;
+                done.text = format!("{}\n\n{notice}", done.text);
+                done
+            }
+            _ => ReplyPart::new(notice, "escalation"),
+        };
+        part.metadata["escalation"] = json!({ "reasons": escalation.reasons, "ticket": escalation.ticket });
+        Ok(part)
+    }
+}
+
+fn specialist_of<'a>(deps: &'a Deps, state: &TurnState) -> Option<&'a Specialist> {
+    match state.task.as_ref().map(|t| &t.kind) {
+        Some(TaskKind::Intent { specialist, .. }) => deps.specialists.get(specialist),
+        _ => None,
+    }
+}
+
+/// The reply from a tool's result, through the tool's answer template.
+fn tool_reply(deps: &Deps, tool: &str, arguments: &Value, outcome: &CallOutcome) -> ReplyPart {
+    let (text, failed) = match outcome {
+        CallOutcome::Done { ok, data, latency_ms, .. } => {
+            let result = crate::ToolCallResult {
+                tool: tool.to_owned(),
+                outcome: if *ok { concierge_core::ToolCallOutcome::Ok } else { concierge_core::ToolCallOutcome::Error },
+                status: None,
+                data: data.clone(),
+                latency_ms: *latency_ms,
+                replayed: false,
+            };
+            let text = deps.tools.render_answer(tool, arguments, &result).unwrap_or_else(|| {
+                if *ok {
+                    "That is done.".to_owned()
+                } else {
+                    "I could not complete that just now. Please try again in a moment, or ask for a person and \
+                     they will help."
+                        .to_owned()
+                }
+            });
+            (text, !ok)
+        }
+        CallOutcome::Denied { reason, .. } => {
+            let why = reason.as_deref().map(|r| format!(" The reason given: {r}.")).unwrap_or_default();
+            (
+                format!(
+                    "A colleague reviewed this request and could not approve it.{why} If you would like to discuss \
+                     it, ask for a person and they will help."
+                ),
+                false,
+            )
+        }
+        CallOutcome::Expired => (
+            "The approval for this request lapsed before anyone could review it, so nothing was changed. Ask again \
+             or ask for a person, and we will pick it up."
+                .to_owned(),
+            false,
+        ),
+        CallOutcome::Refused { .. } => {
+            ("I could not do that with the details I have. Could you check them, or ask for a person?".to_owned(), true)
+        }
+    };
+    let mut part = ReplyPart::new(text, "tool");
+    part.metadata["grounded"] = json!(matches!(outcome, CallOutcome::Done { .. }));
+    let (outcome_name, latency, approver) = match outcome {
+        CallOutcome::Done { ok, latency_ms, approved_by, .. } => {
+            (if *ok { "ok" } else { "error" }, Some(*latency_ms), approved_by.clone())
+        }
+        CallOutcome::Denied { by, .. } => ("denied", None, Some(by.clone())),
+        CallOutcome::Expired => ("expired", None, None),
+        CallOutcome::Refused { .. } => ("refused", None, None),
+    };
+    part.metadata["tool"] = json!({ "name": tool, "arguments": arguments, "outcome": outcome_name, "latency_ms": latency, "approved_by": approver });
+    if failed {
+        part.metadata[FAILED] = json!(true);
+    }
+    part
+}
+
+/// A question for the arguments still missing, in the words of their schema descriptions.
+fn ask(deps: &Deps, state: &TurnState, tool: &str, missing: &[String]) -> ReplyPart {
+    let spec = deps.tools.spec(tool);
+    let described: Vec<String> = missing
+        .iter()
+        .map(|name| {
+            let property = spec.map(|s| &s.parameters["properties"][name]);
+            match property.and_then(|p| p["description"].as_str()) {
+                Some(description) => lowercase_first(description),
+                None => name.replace('_', " "),
+            }
+        })
+        .collect();
+    let text = format!("I can help with that. Could you give me {}?", described.join(" and "));
+    let mut part = ReplyPart::new(text, "ask");
+    if let Some(TaskKind::Intent { intent, specialist, .. }) = state.task.as_ref().map(|t| &t.kind) {
+        let awaiting = Awaiting {
+            intent: intent.clone(),
+            specialist: specialist.clone(),
+            tool: tool.to_owned(),
+            missing: missing.to_vec(),
+        };
+        part.metadata[ASKED_FOR] = json!(awaiting);
+    }
+    part
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        // "Order number, e.g. A-10024" → "your order number, e.g. A-10024"
+        Some(first) => format!("your {}{}", first.to_lowercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
+/// Which of two intents the customer means, each in its description's words.
+fn clarify(deps: &Deps, candidates: &[String]) -> ReplyPart {
+    let describe = |intent: &String| {
+        deps.intents
+            .get(intent)
+            .map(|i| i.description.clone())
+            .filter(|d| !d.is_empty())
+            .map(|d| lowercase_first(&d).trim_start_matches("your ").trim_end_matches('.').to_owned())
+            .unwrap_or_else(|| intent.replace('_', " "))
+    };
+    let options: Vec<String> = candidates.iter().map(describe).collect();
+    let text = format!(
+        "I want to make sure I help with the right thing. Is this about {}? A few more words about what you \
+         need would help.",
+        options.join(", or about ")
+    );
+    let mut part = ReplyPart::new(text, CLARIFY);
+    part.metadata["candidates"] = json!(candidates);
+    part
+}
+
+/// What every reply part records of the turn: intent, specialist and its prompt version.
+fn annotate(part: &mut ReplyPart, state: &TurnState, deps: &Deps) {
+    if let Some(TaskKind::Intent { intent, specialist, confidence }) = state.task.as_ref().map(|t| &t.kind) {
+        part.metadata["intent"] = json!(intent);
+        part.metadata["confidence"] = json!(confidence);
+        part.metadata["specialist"] = json!(specialist);
+        if let Some(s) = deps.specialists.get(specialist) {
+            part.metadata["prompt"] = json!({ "specialist": s.spec.name, "version": s.prompt.version });
+        }
+    }
+    if part.metadata.get(ANSWERED_BY).is_none() {
+        part.metadata[ANSWERED_BY] = json!("unknown");
+    }
+}
+
+/// The reply text and metadata from the parts after the first `from`.
+pub(crate) fn compose(state: &TurnState, from: usize) -> (String, Value) {
+    let parts = &state.replies[from.min(state.replies.len())..];
+    let text = parts.iter().map(|p| p.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n\n");
+    let mut metadata = match parts {
+        [one] => one.metadata.clone(),
+        _ => {
+            let citations: Vec<Value> =
+                parts.iter().flat_map(|p| p.metadata["citations"].as_array().cloned().unwrap_or_default()).collect();
+            let mut several = json!({
+                ANSWERED_BY: "several",
+                "citations": citations,
+                "parts": parts.iter().map(|p| &p.metadata).collect::<Vec<_>>(),
+            });
+            if let Some(first) = parts.first() {
+                several["intent"] = first.metadata["intent"].clone();
+            }
+            if let Some(asked) = parts.iter().rev().find_map(|p| p.metadata.get(ASKED_FOR)) {
+                several[ASKED_FOR] = asked.clone();
+            }
+            if parts.iter().any(|p| p.metadata[FAILED] == true) {
+                several[FAILED] = json!(true);
+            }
+            several
+        }
+    };
+    if let Some(routing) = &state.routing {
+        metadata["routing"] = routing.clone();
+    }
+    if let Some(escalation) = &state.escalation {
+        metadata["escalation"] = json!(escalation);
+    }
+    (text, metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::money_cents;
+
+    #[test]
+    fn amounts_of_money_are_read_in_cents() {
+        assert_eq!(money_cents("refund $45 please"), Some(4500));
+        assert_eq!(money_cents("a refund of 45.50 USD"), Some(4550));
+        assert_eq!(money_cents("€12,99 back"), Some(1299));
+        assert_eq!(money_cents("give me 30 dollars back"), Some(3000));
+        assert_eq!(money_cents("$ 7.5"), Some(750));
+        assert_eq!(money_cents("order A-10024 arrived broken"), None);
+        assert_eq!(money_cents("I waited 3 weeks"), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! Answers from the knowledge base, for the support agent: search, then the model phrases
+//! an answer from the passages found and the grounding gate keeps what they support; else
+//! (no model, a model failure, nothing supported) the best passage is quoted. Out of scope
+//! with nothing found, the out-of-scope reply. A model failure never fails the answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use concierge_agent::grounding::Unsupported;
+use concierge_agent::support::{AnswerError, AnswerRequest, ReplyPart};
+use concierge_agent::Answerer;
+use concierge_core::{ConversationId, TenantId, UsageRecord};
+use concierge_llm::routing::RouteSignals;
+use concierge_llm::{counter_for, ChatRequest, LlmError, Usage};
+use concierge_retrieval::{ExtractiveAnswer, Hit, SearchRequest};
+use concierge_store::Store;
+use serde_json::{json, Value};
+
+use crate::grounded;
+use crate::knowledge::Knowledge;
+use crate::llm::{LlmStack, ModelAnswer};
+
+/// Which path produced an answer, recorded on every assistant message as `answered_by`.
+pub const ANSWERED_BY_KNOWLEDGE: &str = "knowledge_base_quote";
+pub const ANSWERED_BY_KNOWLEDGE_LLM: &str = "knowledge_base_llm";
+pub const ANSWERED_BY_OUT_OF_SCOPE: &str = "out_of_scope";
+
+/// What a customer is told when the message is out of scope and the knowledge base has
+/// nothing on it.
+pub const OUT_OF_SCOPE_REPLY: &str = "Sorry, that is not something I can help with here. \
+I can answer questions about what we offer, or pass you to a person if you ask for one.";
+
+/// The knowledge base, and the model that phrases its answers when there is one.
+pub struct KnowledgeAnswerer {
+    store: Arc<dyn Store>,
+    knowledge: Arc<Knowledge>,
+    tenant: TenantId,
+    model: Option<AnswerModel>,
+}
+
+/// The model that phrases knowledge-base answers, and how long it may take for one.
+struct AnswerModel {
+    stack: Arc<LlmStack>,
+    budget: Duration,
+}
+
+impl KnowledgeAnswerer {
+    pub fn new(store: Arc<dyn Store>, knowledge: Arc<Knowledge>, tenant: TenantId) -> Self {
+        KnowledgeAnswerer { store, knowledge, tenant, model: None }
+    }
+
+    /// Lets `stack` phrase answers, each within `budget` (retries and fallbacks included);
+    /// past it the answer is quoted from the passages instead.
+    pub fn with_model(mut self, stack: Arc<LlmStack>, budget: Duration) -> Self {
+        self.model = Some(AnswerModel { stack, budget });
+        self
+    }
+}
+
+#[async_trait]
+impl Answerer for KnowledgeAnswerer {
+    async fn answer(&self, request: AnswerRequest<'_>) -> Result<ReplyPart, AnswerError> {
+        let search = SearchRequest::new(self.tenant.clone(), request.question);
+        let results = self.knowledge.search(&search).await.map_err(|e| AnswerError(e.to_string()))?;
+        // In prompt order: the most relevant passage last.
+        let hits = self.knowledge.base().context(&results, &self.knowledge.config().context);
+        let retrieval = json!({
+            "mode": results.mode,
+            "not_found": results.not_found,
+            "best_similarity": results.best_similarity,
+            "passages": hits.len(),
+            "ms": results.timings.total_ms,
+        });
+        if hits.is_empty() && request.out_of_scope {
+            let metadata = json!({ "answered_by": ANSWERED_BY_OUT_OF_SCOPE, "citations": [], "retrieval": retrieval });
+            return Ok(ReplyPart { text: OUT_OF_SCOPE_REPLY.to_owned(), metadata });
+        }
+        let (text, mut metadata) =
+            self.answer_from_passages(&request, &hits).await.map_err(|e| AnswerError(e.to_string()))?;
+        metadata["retrieval"] = retrieval;
+        if hits.is_empty() || metadata["grounded"] != true {
+            metadata["failed"] = json!(true);
+        }
+        Ok(ReplyPart { text, metadata })
+    }
+}
+
+impl KnowledgeAnswerer {
+    /// The answer from `hits` (prompt order, most relevant last).
+    async fn answer_from_passages(
+        &self,
+        request: &AnswerRequest<'_>,
+        hits: &[Hit],
+    ) -> Result<(String, Value), AnswerError> {
+        let Some(model) = self.model.as_ref().filter(|_| !hits.is_empty()) else {
+            return Ok(extractive(hits));
+        };
+        let prompt = request.prompt.map(|p| p.text.as_str());
+        let chat = grounded::request(hits, request.history, request.question, prompt, model.stack.max_answer_tokens());
+        let signals = RouteSignals {
+            intent: request.intent.map(str::to_owned),
+            confidence: request.confidence,
+            intents_detected: request.intents_detected,
+            prompt_chars: chat.messages.iter().map(|m| m.content.chars().count()).sum(),
+            text: request.question.to_owned(),
+        };
+        match ask(model, &chat, &signals).await {
+            Ok(answer) => self.model_answered(request.conversation, hits, &chat, answer).await,
+            Err(kind) => {
+                tracing::warn!(conversation = %request.conversation, llm_error = kind, "model failed; quoting the knowledge base");
+                let (text, mut metadata) = extractive(hits);
+                metadata["llm_error"] = json!(kind);
+                Ok((text, metadata))
+            }
+        }
+    }
+
+    /// The model's answer as far as the grounding gate lets it through, with citations,
+    /// model, route, usage and cost. When no sentence of it rests on a passage the best
+    /// passage is quoted instead; either way the call's usage is recorded in the ledger,
+    /// unless the answer came from the cache, which spent nothing.
+    async fn model_answered(
+        &self,
+        conversation: ConversationId,
+        hits: &[Hit],
+        request: &ChatRequest,
+        answer: ModelAnswer,
+    ) -> Result<(String, Value), AnswerError> {
+        let raw = answer.response.text.trim();
+        let verdict = grounded::gate(raw, answer.response.finish, hits);
+        let (usage, estimated) = match answer.response.usage {
+            Some(usage) => (usage, false),
+            None => (estimate_usage(&answer.model, request, raw), true),
+        };
+        let cost_micros = if answer.cached { 0 } else { self.record_usage(conversation, &answer.model, usage).await? };
+        let reasons: Vec<&str> = verdict.rejected.iter().map(|r| rejection_reason(&r.why)).collect();
+        // Counts and reasons only: the sentences may repeat what the customer wrote.
+        tracing::info!(
+            conversation = %conversation,
+            supported = verdict.supported.len(),
+            rejected = verdict.rejected.len(),
+            reasons = ?reasons,
+            "grounding gate"
+        );
+        let answer_text = verdict.answer();
+        let passed = answer_text.is_some();
+        let (text, mut metadata) = match answer_text {
+            Some(text) => {
+                let citations = grounded::citations(&verdict.cited(), hits);
+                (text, json!({ "answered_by": ANSWERED_BY_KNOWLEDGE_LLM, "grounded": true, "citations": citations }))
+            }
+            None => extractive(hits),
+        };
+        metadata["grounding"] = json!({
+            "passed": passed,
+            "supported": verdict.supported.len(),
+            "rejected": verdict.rejected,
+        });
+        metadata["model"] = json!(answer.model);
+        metadata["usage"] =
+            json!({ "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens });
+        metadata["cost_micros"] = json!(cost_micros);
+        metadata["cached"] = json!(answer.cached);
+        if estimated {
+            metadata["usage"]["estimated"] = json!(true);
+        }
+        if let Some(route) = &answer.route {
+            metadata["route"] = json!(route);
+        }
+        Ok((text, metadata))
+    }
+
+    /// Adds one model call to the usage ledger, priced by `[llm.prices]`; returns its cost.
+    async fn record_usage(&self, conversation: ConversationId, model: &str, usage: Usage) -> Result<i64, AnswerError> {
+        let prices = self.model.as_ref().map(|m| m.stack.prices());
+        let cost_micros = prices.map_or(0, |prices| prices.cost_micros(model, usage));
+        let record = UsageRecord {
+            tenant_id: self.tenant.clone(),
+            conversation_id: Some(conversation),
+            model: model.to_owned(),
+            prompt_tokens: saturating_i64(usage.prompt_tokens),
+            completion_tokens: saturating_i64(usage.completion_tokens),
+            cost_micros,
+            created_at: concierge_core::now(),
+        };
+        self.store.record_usage(&record).await.map_err(|e| AnswerError(e.to_string()))?;
+        Ok(cost_micros)
+    }
+}
+
+/// The best passage quoted, with citations; says so honestly when nothing was found.
+/// `hits` are in prompt order, the most relevant last.
+fn extractive(hits: &[Hit]) -> (String, Value) {
+    let best_first: Vec<Hit> = hits.iter().rev().cloned().collect();
+    let answer = ExtractiveAnswer::from_hits(&best_first);
+    let metadata = json!({
+        "answered_by": ANSWERED_BY_KNOWLEDGE,
+        "grounded": answer.grounded,
+        "citations": answer.citations,
+    });
+    (answer.text, metadata)
+}
+
+/// The model's answer to `request` within the model's budget, or the kind of failure. A
+/// blank answer is a failure too: quoting the passages serves the customer better.
+async fn ask(model: &AnswerModel, request: &ChatRequest, signals: &RouteSignals) -> Result<ModelAnswer, &'static str> {
+    let answer = tokio::time::timeout(model.budget, model.stack.answer(request, signals))
+        .await
+        .unwrap_or_else(|_| Err(LlmError::Timeout { provider: "model".into(), after: model.budget }))
+        .map_err(|error| grounded::error_kind(&error))?;
+    if answer.response.text.trim().is_empty() {
+        return Err("empty_answer");
+    }
+    Ok(answer)
+}
+
+/// Usage counted here, for a provider that did not report it.
+fn estimate_usage(model: &str, request: &ChatRequest, answer: &str) -> Usage {
+    let counter = counter_for(model);
+    Usage { prompt_tokens: counter.count_request(request) as u64, completion_tokens: counter.count(answer) as u64 }
+}
+
+fn rejection_reason(why: &Unsupported) -> &'static str {
+    match why {
+        Unsupported::Figure { .. } => "figure",
+        Unsupported::Wording { .. } => "wording",
+        Unsupported::Polarity => "polarity",
+    }
+}
+
+fn saturating_i64(tokens: u64) -> i64 {
+    i64::try_from(tokens).unwrap_or(i64::MAX)
+}
