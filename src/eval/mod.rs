@@ -1,5 +1,6 @@
 //! `concierge eval …`: measurements of the parts that decide what a customer gets.
 
+mod agent;
 mod plot;
 mod retrieval;
 mod routing;
@@ -30,11 +31,20 @@ enum EvalCommand {
     /// Router accuracy, out-of-scope detection and calibration: cross-validated on the
     /// configured intents, and on BANKING77 and CLINC150 when `--data` holds them.
     Routing(routing::RoutingArgs),
+    /// The support agent on the golden conversations: routing, tool calls, escalation,
+    /// resolution and how many answers have every fact supported. Uses the demo's
+    /// configuration unless `--config` names another.
+    Agent(agent::AgentArgs),
 }
 
 pub async fn run(config_file: Option<PathBuf>, args: EvalArgs) -> anyhow::Result<()> {
+    if let EvalCommand::Agent(agent) = args.what {
+        let file = config_file.unwrap_or_else(|| PathBuf::from("examples/acme/concierge.toml"));
+        return agent::run(crate::load_config(Some(&file))?, agent).await;
+    }
     let config = crate::load_config(config_file.as_deref())?;
     match args.what {
+        EvalCommand::Agent(_) => unreachable!("handled above"),
         EvalCommand::Retrieval { kb, questions, json } => retrieval::run(&config, kb, questions, json).await,
         EvalCommand::Routing(routing) => routing::run(&config, routing).await,
     }

@@ -7,6 +7,7 @@
 //! Invariant: the system executes tools, never a model; no call leaves without validated
 //! arguments, and none leaves without an audit record.
 
+pub mod golden;
 pub mod grounding;
 pub mod router;
 pub mod support;

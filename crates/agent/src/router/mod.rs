@@ -263,9 +263,12 @@ impl Router {
     /// The decision for a message whose whole text is predicted as `whole` and whose parts
     /// (when it has more than one) as `parts`.
     pub fn decide(&self, whole: &Prediction, parts: &[(&str, &Prediction)]) -> Routing {
+        // A part names an intent only when it is sure and in scope itself: "My email is
+        // x@example.com" is information, not a second request.
+        let scope = self.config.scope();
         let confident: Vec<(&str, &Scored)> = parts
             .iter()
-            .filter(|(_, p)| p.best.confidence >= self.config.second_intent_above)
+            .filter(|(_, p)| p.best.confidence >= self.config.second_intent_above && !scope.is_out(p))
             .map(|(text, p)| (*text, &p.best))
             .collect();
         let mut several: Vec<(Scored, String)> = Vec::new();

@@ -79,6 +79,9 @@ pub struct SpecialistSpec {
     /// knowledge base.
     #[serde(default)]
     pub actions: BTreeMap<String, ActionSpec>,
+    /// Intent → a fixed reply (greetings, thanks): no search, no model, no tool.
+    #[serde(default)]
+    pub replies: BTreeMap<String, String>,
 }
 
 /// The tool an intent calls, and arguments not found in the conversation: minijinja
@@ -138,6 +141,10 @@ pub struct EscalationConfig {
     /// Sentiment (VADER compound, -1 to 1) at or below which a message escalates.
     #[serde(default = "default_negative_sentiment")]
     pub negative_sentiment: f64,
+    /// Phrases (case-insensitive, whole words) of a customer at the end of their patience,
+    /// which a sentiment score can miss ("ridiculous", "third time"): each escalates.
+    #[serde(default)]
+    pub complaint_phrases: Vec<String>,
     /// Replies that could not help, in one conversation, before the next one escalates.
     #[serde(default = "default_max_failures")]
     pub max_failures: u32,
@@ -157,6 +164,7 @@ impl Default for EscalationConfig {
             intents: default_escalation_intents(),
             policy_topics: Vec::new(),
             negative_sentiment: default_negative_sentiment(),
+            complaint_phrases: Vec::new(),
             max_failures: default_max_failures(),
             max_clarifications: default_max_clarifications(),
             ticket_tool: None,

@@ -10,6 +10,7 @@ use super::state::{Action, CallOutcome, TaskKind, TurnState};
 pub struct EscalationPolicy {
     config: EscalationConfig,
     topics: Vec<String>,
+    complaints: Vec<String>,
     sentiment: SentimentIntensityAnalyzer<'static>,
 }
 
@@ -23,8 +24,9 @@ pub const STEP_LIMIT: &str = "step_limit";
 
 impl EscalationPolicy {
     pub fn new(config: EscalationConfig) -> Self {
-        let topics = config.policy_topics.iter().map(|t| t.to_lowercase()).collect();
-        EscalationPolicy { config, topics, sentiment: SentimentIntensityAnalyzer::new() }
+        let lower = |phrases: &[String]| phrases.iter().map(|t| t.to_lowercase()).collect();
+        let (topics, complaints) = (lower(&config.policy_topics), lower(&config.complaint_phrases));
+        EscalationPolicy { config, topics, complaints, sentiment: SentimentIntensityAnalyzer::new() }
     }
 
     pub fn config(&self) -> &EscalationConfig {
@@ -48,17 +50,25 @@ impl EscalationPolicy {
         if let Some(topic) = self.topics.iter().find(|t| contains_phrase(&text, t)) {
             reasons.push(format!("{POLICY_TOPIC}:{topic}"));
         }
-        if self.sentiment(&state.message) <= self.config.negative_sentiment {
+        let fed_up = self.complaints.iter().any(|p| contains_phrase(&text, p));
+        if fed_up || self.sentiment(&state.message) <= self.config.negative_sentiment {
             reasons.push(NEGATIVE_SENTIMENT.to_owned());
         }
         let failing_now = matches!(
             &state.action,
             Action::Called { outcome: CallOutcome::Done { ok: false, .. } | CallOutcome::Refused { .. }, .. }
         );
-        if state.memory.failures + u32::from(failing_now) >= self.config.max_failures && self.config.max_failures > 0 {
+        // Once a person holds the conversation, failing again or staying unclear does not
+        // hand it over a second time; asking, a policy topic or anger still reaches them.
+        let handed_over = state.memory.ticket.is_some();
+        if !handed_over
+            && state.memory.failures + u32::from(failing_now) >= self.config.max_failures
+            && self.config.max_failures > 0
+        {
             reasons.push(REPEATED_FAILURE.to_owned());
         }
-        if matches!(state.action, Action::Clarify { .. })
+        if !handed_over
+            && matches!(state.action, Action::Clarify { .. })
             && state.memory.clarifications >= self.config.max_clarifications
         {
             reasons.push(STILL_UNCLEAR.to_owned());
@@ -91,6 +101,7 @@ mod tests {
     fn policy() -> EscalationPolicy {
         EscalationPolicy::new(EscalationConfig {
             policy_topics: vec!["lawyer".into(), "chargeback".into()],
+            complaint_phrases: vec!["ridiculous".into(), "third time".into()],
             ..EscalationConfig::default()
         })
     }
@@ -105,6 +116,8 @@ mod tests {
     fn fury_a_policy_topic_or_a_request_for_a_person_escalates() {
         let furious = "This is absolutely terrible, the worst service ever, I hate this useless company!";
         assert_eq!(policy().reasons(&state(furious)), [NEGATIVE_SENTIMENT]);
+        let fed_up = "Third time writing about this. Two weeks for a kettle, this is RIDICULOUS.";
+        assert_eq!(policy().reasons(&state(fed_up)), [NEGATIVE_SENTIMENT]);
         assert_eq!(policy().reasons(&state("I will talk to my lawyer about this")), ["policy_topic:lawyer"]);
         // Whole words only.
         assert!(policy().reasons(&state("my lawyers' office address changed")).is_empty());

@@ -16,6 +16,9 @@ use crate::ToolRegistry;
 /// Metadata keys every agent reply carries, read back here.
 pub(crate) const ANSWERED_BY: &str = "answered_by";
 pub(crate) const ASKED_FOR: &str = "asked_for";
+/// A lookup just answered: a next message giving another value for its arguments
+/// ("sorry, it's A-10055") continues it.
+pub(crate) const FOLLOW_UP: &str = "follow_up";
 pub(crate) const FAILED: &str = "failed";
 pub(crate) const CLARIFY: &str = "clarify";
 
@@ -37,6 +40,7 @@ pub fn remember(messages: &[Message], turn: i64, tools: &ToolRegistry, config: &
     memory.summary = summarise(&earlier[..window_start], config.summary_lines);
     let replies: Vec<&Message> = earlier.iter().copied().filter(|m| m.role == Role::Assistant).collect();
     memory.awaiting = replies.last().and_then(|m| awaiting(&m.metadata));
+    memory.ticket = replies.iter().rev().find_map(|m| m.metadata["escalation"]["ticket"].as_str().map(str::to_owned));
     memory.clarifications = trailing(&replies, |m| m.metadata[ANSWERED_BY] == CLARIFY);
     memory.failures = trailing(&replies, |m| m.metadata[FAILED] == true);
     memory
@@ -59,7 +63,8 @@ fn trailing(replies: &[&Message], test: impl Fn(&Message) -> bool) -> u32 {
 }
 
 fn awaiting(metadata: &Value) -> Option<Awaiting> {
-    serde_json::from_value(metadata.get(ASKED_FOR)?.clone()).ok()
+    let asked = metadata.get(ASKED_FOR).or_else(|| metadata.get(FOLLOW_UP))?;
+    serde_json::from_value(asked.clone()).ok()
 }
 
 /// One line per customer turn before the window (the last `lines` of them): what was asked

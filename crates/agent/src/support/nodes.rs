@@ -12,7 +12,7 @@ use regex::Regex;
 use serde_json::{json, Map, Value};
 
 use super::escalation::{ASKED_FOR_HUMAN, NEGATIVE_SENTIMENT, POLICY_TOPIC, STEP_LIMIT};
-use super::memory::{remember, ANSWERED_BY, ASKED_FOR, CLARIFY, FAILED};
+use super::memory::{remember, ANSWERED_BY, ASKED_FOR, CLARIFY, FAILED, FOLLOW_UP};
 use super::state::{Action, Awaiting, CallOutcome, Escalation, ReplyPart, Task, TaskKind, TurnState};
 use super::{ActionSpec, AgentEvent, AnswerRequest, Deps, Specialist};
 use crate::{CallContext, Routing};
@@ -100,12 +100,23 @@ impl Node<TurnState, AgentEvent> for Classify {
 }
 
 impl Classify {
+    /// Whether the router is sure the message asks for something other than `intent`.
+    async fn names_another_intent(&self, state: &TurnState, intent: &str) -> bool {
+        let Some(router) = &self.0.router else { return false };
+        match router.route(&state.message).await {
+            Ok(Routing::Intent { intent: scored, .. }) => scored.intent != intent && scored.confidence >= 0.8,
+            Ok(Routing::Several { .. }) => true,
+            _ => false,
+        }
+    }
+
     async fn tasks(&self, state: &mut TurnState) -> std::collections::VecDeque<Task> {
         let deps = &self.0;
         let whole = |kind| std::collections::VecDeque::from([Task { text: state.message.clone(), kind }]);
         if let Some(awaiting) = &state.memory.awaiting {
             let given = deps.tools.facts_in(&state.message);
-            if given.iter().any(|(parameter, _)| awaiting.missing.contains(parameter)) {
+            let gives_what_is_needed = given.iter().any(|(parameter, _)| awaiting.missing.contains(parameter));
+            if gives_what_is_needed && !self.names_another_intent(state, &awaiting.intent).await {
                 state.routing = Some(json!({ "decision": "continued", "intent": awaiting.intent }));
                 return whole(TaskKind::Intent {
                     intent: awaiting.intent.clone(),
@@ -115,7 +126,7 @@ impl Classify {
             }
         }
         let Some(router) = &deps.router else { return whole(TaskKind::Unrouted) };
-        let routing = match router.route(&state.message).await {
+        let mut routing = match router.route(&state.message).await {
             Ok(routing) => routing,
             Err(error) => {
                 tracing::warn!(conversation = %state.conversation, %error, "routing failed; answering unrouted");
@@ -123,6 +134,18 @@ impl Classify {
             }
         };
         state.routing = serde_json::to_value(&routing).ok();
+        // A follow-up ("the link says it's expired") may only make sense after the message
+        // before it: read together, they may name the intent the follow-up alone does not.
+        if matches!(routing, Routing::OutOfScope { .. } | Routing::Clarify { .. }) {
+            if let Some(before) = state.memory.window.iter().rev().find(|m| m.role == concierge_core::Role::User) {
+                let together = format!("{} {}", before.content, state.message);
+                if let Ok(in_context @ Routing::Intent { .. }) = router.route(&together).await {
+                    state.routing =
+                        Some(json!({ "decision": "in_context", "alone": state.routing, "together": in_context }));
+                    routing = in_context;
+                }
+            }
+        }
         let specialist_of = |intent: &str| deps.intents.get(intent).map(|i| i.specialist.clone()).unwrap_or_default();
         match routing {
             Routing::Intent { intent, specialist } => {
@@ -170,6 +193,9 @@ fn decide(deps: &Deps, state: &TurnState) -> Action {
         TaskKind::Intent { intent, specialist, .. } => (intent, specialist),
     };
     let declared = deps.specialists.get(specialist);
+    if let Some(text) = declared.and_then(|s| s.spec.replies.get(intent)) {
+        return Action::Reply { text: text.clone() };
+    }
     let Some((specialist_spec, action)) = declared.and_then(|s| s.spec.actions.get(intent).map(|a| (s, a))) else {
         // A declared specialist answers its other intents from the knowledge base; without
         // one, a lookup whose arguments the message gives is the best guess.
@@ -433,6 +459,12 @@ impl Node<TurnState, AgentEvent> for Escalate {
             .map(|e| e.reasons.clone())
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| vec![STEP_LIMIT.to_owned()]);
+        if let Some(ticket) = state.memory.ticket.clone() {
+            ctx.emit(AgentEvent::Escalated { ticket: ticket.clone() }).await;
+            state.escalation = Some(Escalation { reasons, ticket: Some(ticket) });
+            state.tasks.clear();
+            return Ok(Flow::Continue);
+        }
         let subject = subject(&reasons, state);
         let description = handover(state, &reasons);
         let priority = if reasons.iter().any(|r| r == NEGATIVE_SENTIMENT || r.starts_with(POLICY_TOPIC)) {
@@ -585,8 +617,15 @@ impl Respond {
     async fn reply(&self, state: &TurnState) -> Result<ReplyPart, NodeError> {
         let deps = &self.0;
         Ok(match &state.action {
-            Action::Called { tool, arguments, outcome } => tool_reply(deps, tool, arguments, outcome),
-            Action::Ask { tool, missing } => ask(deps, state, tool, missing),
+            Action::Called { tool, arguments, outcome } => {
+                let mut part = tool_reply(deps, tool, arguments, outcome);
+                if let Some(next) = follow_up(deps, state, tool) {
+                    part.metadata[FOLLOW_UP] = next;
+                }
+                part
+            }
+            Action::Ask { tool, missing } => self.ask_with_knowledge(state, tool, missing).await?,
+            Action::Reply { text } => ReplyPart::new(text.clone(), "fixed_reply"),
             Action::Clarify { candidates } => clarify(deps, candidates),
             Action::Decline => self.answer_from_knowledge(state, true).await?,
             Action::Answer | Action::Undecided | Action::Call { .. } | Action::HandBack { .. } => {
@@ -617,13 +656,38 @@ impl Respond {
         Ok(deps.answerer.answer(request).await?)
     }
 
+    /// The question for the missing arguments, after what the knowledge base says about
+    /// the request in general, when it says something: "how long do refunds take" is
+    /// answered at once, and the customer can still give the order to have it checked.
+    async fn ask_with_knowledge(
+        &self,
+        state: &TurnState,
+        tool: &str,
+        missing: &[String],
+    ) -> Result<ReplyPart, NodeError> {
+        let question = ask(&self.0, state, tool, missing);
+        let known = self.answer_from_knowledge(state, false).await?;
+        if known.metadata[FAILED] == true || known.metadata["grounded"] != true {
+            return Ok(question);
+        }
+        let mut part = known;
+        part.text = format!("{}\n\n{}", part.text.trim(), question.text);
+        part.metadata[ANSWERED_BY] = json!("ask");
+        part.metadata[ASKED_FOR] = question.metadata[ASKED_FOR].clone();
+        Ok(part)
+    }
+
     /// The ticket notice, after the reply to what was done, if something was.
     async fn handed_over(&self, state: &TurnState, escalation: &Escalation) -> Result<ReplyPart, NodeError> {
         let ticket = escalation.ticket.as_deref().unwrap_or("(pending)");
-        let notice = format!(
-            "I have passed this conversation to a colleague, who will pick it up from here. Your ticket number is \
-             {ticket}."
-        );
+        let notice = if state.memory.ticket.as_deref() == Some(ticket) {
+            format!("A colleague already has this conversation under ticket {ticket} and will reply here.")
+        } else {
+            format!(
+                "I have passed this conversation to a colleague, who will pick it up from here. Your ticket number \
+                 is {ticket}."
+            )
+        };
         let mut part = match &state.action {
             Action::Called { .. } => {
                 let mut done = self.reply(state).await?;
@@ -702,6 +766,19 @@ fn tool_reply(deps: &Deps, tool: &str, arguments: &Value, outcome: &CallOutcome)
         part.metadata[FAILED] = json!(true);
     }
     part
+}
+
+/// After a low-risk lookup, what lets the next message continue it with another value.
+fn follow_up(deps: &Deps, state: &TurnState, tool: &str) -> Option<Value> {
+    let spec = deps.tools.spec(tool).filter(|s| s.risk == crate::Risk::Low)?;
+    let Some(TaskKind::Intent { intent, specialist, .. }) = state.task.as_ref().map(|t| &t.kind) else { return None };
+    let awaiting = Awaiting {
+        intent: intent.clone(),
+        specialist: specialist.clone(),
+        tool: tool.to_owned(),
+        missing: required(&spec.parameters),
+    };
+    Some(json!(awaiting))
 }
 
 /// A question for the arguments still missing, in the words of their schema descriptions.

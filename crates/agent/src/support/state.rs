@@ -74,6 +74,8 @@ pub struct Memory {
     pub clarifications: u32,
     /// Replies of this conversation that could not help (a failed tool, nothing found).
     pub failures: u32,
+    /// The ticket a person already holds this conversation under, if it was handed over.
+    pub ticket: Option<String>,
 }
 
 /// A question the agent asked and the customer may be answering now.
@@ -134,6 +136,10 @@ pub enum Action {
     },
     /// Answer from the knowledge base.
     Answer,
+    /// The specialist's fixed reply for the intent.
+    Reply {
+        text: String,
+    },
     /// Ask which of two things the customer means.
     Clarify {
         candidates: Vec<String>,
