@@ -35,8 +35,19 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Add or update knowledge-base documents from files and folders.
     Ingest(ingest::IngestArgs),
-    /// Measure quality: `concierge eval retrieval`.
+    /// Measure quality: `concierge eval retrieval | routing | agent`.
     Eval(eval::EvalArgs),
+    /// Print the support agent's graph as configured.
+    Graph {
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GraphFormat {
+    /// A Mermaid flowchart (paste into any Mermaid renderer).
+    Mermaid,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +67,7 @@ fn main() -> ExitCode {
             Command::Chat(args) => chat::run(args).await,
             Command::Ingest(args) => ingest::run(cli.config, args).await,
             Command::Eval(args) => eval::run(cli.config, args).await,
+            Command::Graph { format: GraphFormat::Mermaid } => graph(cli.config).await,
         }
     });
     match result {
@@ -144,4 +156,21 @@ pub(crate) async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// Builds the configured agent on a scratch store, with no knowledge base, router or model
+/// (the graph's shape depends on none of them), and prints its graph.
+async fn graph(config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let mut config = load_config(config_file.as_deref())?;
+    let dir = tempfile::tempdir()?;
+    config.store.url = format!("sqlite://{}", dir.path().join("graph.db").display());
+    config.secrets.database_url = None;
+    config.server.bind = "127.0.0.1:0".parse()?;
+    config.knowledge.path = None;
+    config.knowledge.data_dir = Some(dir.path().join("vectors"));
+    config.router.intents = None;
+    config.llm.provider = concierge_server::config::NO_MODEL.into();
+    let server = concierge_server::Server::build(&config).await?;
+    print!("{}", server.agent_graph());
+    Ok(())
 }

@@ -310,3 +310,20 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     let status = demo.wait_for_exit(Duration::from_secs(10)).expect("the demo stops within 10 s of SIGTERM");
     assert!(status.success(), "demo exit status {status}");
 }
+
+#[test]
+fn graph_prints_the_support_graph_as_mermaid() {
+    let output = concierge()
+        .args(["--config", "examples/acme/concierge.toml", "graph", "--format", "mermaid"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.starts_with("flowchart TD\n"), "{text}");
+    for node in ["load_context", "classify", "specialist", "tools", "check_escalation", "escalate", "respond"] {
+        assert!(text.contains(&format!("[\"{node}\"]")), "{node} missing: {text}");
+    }
+    assert!(text.contains("start -. step limit .->"), "{text}");
+}

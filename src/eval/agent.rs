@@ -25,7 +25,10 @@ pub struct AgentArgs {
     /// Answer without a model (passages quoted): shows what the model adds, and is fast.
     #[arg(long)]
     no_model: bool,
-    /// Only the first N conversations.
+    /// Only conversations with this tag (repeat for several: any of them).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only the first N conversations (after `--tag`).
     #[arg(long)]
     limit: Option<usize>,
     /// Print the figures (and every missed check) as JSON instead of a table.
@@ -38,7 +41,11 @@ pub struct AgentArgs {
 
 pub async fn run(mut config: Config, args: AgentArgs) -> anyhow::Result<()> {
     let mut conversations = golden::read_golden(&args.golden)?;
+    if !args.tags.is_empty() {
+        conversations.retain(|c| c.tags.iter().any(|t| args.tags.contains(t)));
+    }
     conversations.truncate(args.limit.unwrap_or(usize::MAX));
+    anyhow::ensure!(!conversations.is_empty(), "no golden conversation is left to play");
     let articles = articles(&config)?;
     // The agent's own words may carry what its tool declarations say (an example order
     // number in a question for one): those count as evidence too.
@@ -151,9 +158,17 @@ impl Play<'_> {
                 .await?;
             let status = response.status();
             let exchange: Value = response.json().await?;
-            anyhow::ensure!(status.is_success(), "{}: {status} {exchange}", golden.id);
-            let seq = exchange["message"]["seq"].as_i64().context("the message's seq")?;
-            let reply = &exchange["reply"];
+            // A refused or timed-out request is a turn that failed, not the end of the run.
+            let (seq, reply) = if status.is_success() {
+                (exchange["message"]["seq"].as_i64().context("the message's seq")?, exchange["reply"].clone())
+            } else {
+                let code = exchange["error"]["code"].as_str().unwrap_or("error").to_owned();
+                (
+                    -1,
+                    json!({ "content": "", "metadata": { "answered_by": "http_error", "error": code, "failed": true } }),
+                )
+            };
+            let reply = &reply;
             let metadata = reply["metadata"].clone();
             let mut calls = Vec::new();
             for call in self.store.tool_calls(self.tenant, id).await? {

@@ -14,6 +14,7 @@ use concierge_core::{
     Approval, ApprovalId, Conversation, ConversationId, ConversationStatus, Message, MessageId, MessageText, Role,
     TenantId,
 };
+use concierge_graph::GraphError;
 use concierge_store::{NewMessage, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -24,7 +25,7 @@ use crate::knowledge::{check_document_id, DocumentSummary, IngestOutcome, Knowle
 pub struct ConversationService {
     store: Arc<dyn Store>,
     knowledge: Arc<Knowledge>,
-    agent: SupportAgent,
+    agent: Arc<SupportAgent>,
     tenant: TenantId,
     max_message_chars: usize,
 }
@@ -71,7 +72,7 @@ impl ConversationService {
         tenant: TenantId,
         max_message_chars: usize,
     ) -> Self {
-        Self { store, knowledge, agent, tenant, max_message_chars }
+        Self { store, knowledge, agent: Arc::new(agent), tenant, max_message_chars }
     }
 
     /// The support agent's graph, as a Mermaid flowchart.
@@ -109,7 +110,9 @@ impl ConversationService {
 
     /// Stores the customer's message first, so it is never lost, then lets the agent answer
     /// it and stores the answer. An agent that fails still gets the customer an honest
-    /// reply, and the failure is logged and recorded on it.
+    /// reply, and the failure is logged and recorded on it. The turn runs as a task of its
+    /// own: a request that gives up at its deadline leaves it to finish, and its reply is
+    /// still stored in the conversation.
     pub async fn post_message(&self, id: ConversationId, content: &str) -> Result<Exchange, ApiError> {
         let text = MessageText::parse(content, self.max_message_chars)?;
         let conversation = self.require(id).await?;
@@ -122,13 +125,51 @@ impl ConversationService {
             message: text.as_str().to_owned(),
             customer: conversation.customer_ref,
         };
-        let (text, mut metadata) = match self.agent.handle(input, None).await {
-            Ok(outcome) => (outcome.text, outcome.metadata),
-            Err(error) => agent_failed(id, &error),
-        };
-        metadata["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
-        let reply = self.append(id, Role::Assistant, text, metadata).await?;
+        let (agent, store, tenant) = (Arc::clone(&self.agent), Arc::clone(&self.store), self.tenant.clone());
+        let turn = tokio::spawn(async move {
+            let (text, mut metadata) = match agent.handle(input, None).await {
+                Ok(outcome) => (outcome.text, outcome.metadata),
+                Err(error) => agent_failed(id, &error),
+            };
+            metadata["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+            append(store.as_ref(), &tenant, id, Role::Assistant, text, metadata).await
+        });
+        let reply = turn.await.map_err(|e| ApiError::Internal(format!("the turn's task failed: {e}")))??;
         Ok(Exchange { conversation_id: id, message, reply })
+    }
+
+    /// Answers the customer messages a previous process stored but did not answer (it died
+    /// mid-turn), among the `recent` newest conversations: a turn with checkpoints carries
+    /// on from the last one, a turn without starts again. Returns how many were answered.
+    pub async fn answer_unanswered(&self, recent: u32) -> Result<usize, ApiError> {
+        let mut answered = 0;
+        for conversation in self.store.list_conversations(&self.tenant, recent, None).await? {
+            let messages = self.store.messages(&self.tenant, conversation.id).await?;
+            let Some(last) = messages.last().filter(|m| m.role == Role::User) else { continue };
+            let recovered = self.agent.recover(self.tenant.clone(), conversation.id, last.seq).await;
+            let outcome = match recovered {
+                Err(AgentError::Graph(GraphError::UnknownRun(_))) => {
+                    let input = TurnInput {
+                        tenant: self.tenant.clone(),
+                        conversation: conversation.id,
+                        turn: last.seq,
+                        message: last.content.clone(),
+                        customer: conversation.customer_ref.clone(),
+                    };
+                    self.agent.handle(input, None).await
+                }
+                other => other,
+            };
+            let (text, mut metadata) = match outcome {
+                Ok(outcome) => (outcome.text, outcome.metadata),
+                Err(error) => agent_failed(conversation.id, &error),
+            };
+            metadata["recovered"] = json!(true);
+            self.append(conversation.id, Role::Assistant, text, metadata).await?;
+            tracing::info!(conversation = %conversation.id, turn = last.seq, "answered a message left unanswered");
+            answered += 1;
+        }
+        Ok(answered)
     }
 
     /// The approvals waiting for an operator, oldest first.
@@ -210,16 +251,21 @@ impl ConversationService {
         content: String,
         metadata: Value,
     ) -> Result<Message, ApiError> {
-        let new = NewMessage {
-            id: MessageId::new(),
-            conversation_id: id,
-            tenant_id: self.tenant.clone(),
-            role,
-            content,
-            metadata,
-        };
-        Ok(self.store.append_message(new).await?)
+        append(self.store.as_ref(), &self.tenant, id, role, content, metadata).await
     }
+}
+
+async fn append(
+    store: &dyn Store,
+    tenant: &TenantId,
+    id: ConversationId,
+    role: Role,
+    content: String,
+    metadata: Value,
+) -> Result<Message, ApiError> {
+    let new =
+        NewMessage { id: MessageId::new(), conversation_id: id, tenant_id: tenant.clone(), role, content, metadata };
+    Ok(store.append_message(new).await?)
 }
 
 /// The reply when the agent itself failed: honest, and the message is kept.

@@ -42,6 +42,8 @@ pub enum StartError {
     Llm(#[from] llm::LlmStartError),
     #[error("{0}")]
     Agent(#[from] concierge_agent::support::AgentConfigError),
+    #[error("recovering unanswered messages: {0}")]
+    Recover(#[from] ApiError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -52,10 +54,14 @@ fn model_budget(request_timeout: Duration) -> Duration {
     request_timeout.mul_f64(0.8)
 }
 
+/// How many of the newest conversations start-up looks through for unanswered messages.
+const RECOVER_CONVERSATIONS: u32 = 200;
+
 /// A server that is bound and ready to serve.
 pub struct Server {
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    agent_graph: String,
 }
 
 impl Server {
@@ -144,10 +150,21 @@ impl Server {
             tenant.id.clone(),
             config.server.max_message_chars,
         );
+        // Messages a previous process took in and died before answering are answered now.
+        let recovered = service.answer_unanswered(RECOVER_CONVERSATIONS).await?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "answered messages a previous run left unanswered");
+        }
+        let agent_graph = service.agent_graph();
         let app = app::router(Arc::new(service), limits);
         let addr = config.server.bind;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        Ok(Self { listener, app })
+        Ok(Self { listener, app, agent_graph })
+    }
+
+    /// The support agent's graph as configured, as a Mermaid flowchart.
+    pub fn agent_graph(&self) -> &str {
+        &self.agent_graph
     }
 
     /// The address actually bound (useful with port 0).

@@ -418,3 +418,28 @@ async fn bad_approval_decisions_are_refused_with_codes() {
     let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":"yes","by":"ops"}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+#[tokio::test]
+async fn a_message_stored_by_a_process_that_died_before_answering_is_answered_at_the_next_start() {
+    let first = TestServer::start().await;
+    let id = first.create_conversation().await;
+    // What a process killed mid-turn leaves: the customer's message, stored, and no reply.
+    let store = concierge_store::open(&first.store_url).await.unwrap();
+    let message = concierge_store::NewMessage {
+        id: concierge_core::MessageId::new(),
+        conversation_id: id.parse().unwrap(),
+        tenant_id: "default".parse().unwrap(),
+        role: concierge_core::Role::User,
+        content: "How do I reset my password?".into(),
+        metadata: json!({}),
+    };
+    store.append_message(message).await.unwrap();
+
+    let second = first.start_again().await;
+    let transcript = second.transcript(&id).await;
+    let messages = transcript["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{transcript}");
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(messages[1]["metadata"]["recovered"], true);
+    assert_eq!(messages[1]["metadata"]["citations"][0]["article_id"], "password-reset");
+}

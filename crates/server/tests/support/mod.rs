@@ -42,6 +42,17 @@ impl TestServer {
         Self { base: format!("http://{addr}"), client: Client::new(), store_url, _dir: dir }
     }
 
+    /// A second server on this one's files (store, vectors), as after a restart.
+    #[allow(dead_code)]
+    pub async fn start_again(&self) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config_in(self._dir.path());
+        let server = Server::build(&config).await.expect("server starts again");
+        let addr = server.local_addr().expect("bound");
+        tokio::spawn(server.serve(std::future::pending()));
+        Self { base: format!("http://{addr}"), client: Client::new(), store_url: config.store.url.clone(), _dir: dir }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
