@@ -79,7 +79,9 @@ pub struct SpecialistSpec {
     /// knowledge base.
     #[serde(default)]
     pub actions: BTreeMap<String, ActionSpec>,
-    /// Intent → a fixed reply (greetings, thanks): no search, no model, no tool.
+    /// Intent → a fixed reply (greetings, thanks, repeating a detail): a minijinja template
+    /// over `facts` (the details the customer gave, by parameter) and `customer`; no search,
+    /// no model, no tool.
     #[serde(default)]
     pub replies: BTreeMap<String, String>,
 }

@@ -193,6 +193,11 @@ impl SupportAgent {
                         .map_err(|e| bad(format!("actions.{intent}.arguments.{argument}: {e}")))?;
                 }
             }
+            for (intent, reply) in &spec.replies {
+                templates
+                    .add_template_owned(format!("{}.reply.{intent}", spec.name), reply.clone())
+                    .map_err(|e| bad(format!("replies.{intent}: {e}")))?;
+            }
             specialists.insert(spec.name.clone(), Specialist { spec: spec.clone(), prompt });
         }
         if let Some(tool) = &config.escalation.ticket_tool {

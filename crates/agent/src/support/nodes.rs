@@ -19,6 +19,10 @@ use crate::{CallContext, Routing};
 
 type Ctx = NodeContext<AgentEvent>;
 
+/// Below this confidence a routed follow-up is read again together with the message before
+/// it, and the reading that is surer wins.
+const UNSURE_BELOW: f32 = 0.6;
+
 pub(crate) fn graph(deps: &Arc<Deps>) -> Result<Graph<TurnState, AgentEvent>, BuildError> {
     GraphBuilder::new()
         .node("load_context", LoadContext(Arc::clone(deps)))
@@ -105,7 +109,7 @@ impl Classify {
         let Some(router) = &self.0.router else { return false };
         match router.route(&state.message).await {
             Ok(Routing::Intent { intent: scored, .. }) => scored.intent != intent && scored.confidence >= 0.8,
-            Ok(Routing::Several { .. }) => true,
+            Ok(Routing::Several { intents }) => intents.iter().all(|(scored, _)| scored.intent != intent),
             _ => false,
         }
     }
@@ -136,14 +140,31 @@ impl Classify {
         state.routing = serde_json::to_value(&routing).ok();
         // A follow-up ("the link says it's expired") may only make sense after the message
         // before it: read together, they may name the intent the follow-up alone does not.
-        if matches!(routing, Routing::OutOfScope { .. } | Routing::Clarify { .. }) {
-            if let Some(before) = state.memory.window.iter().rev().find(|m| m.role == concierge_core::Role::User) {
-                let together = format!("{} {}", before.content, state.message);
-                if let Ok(in_context @ Routing::Intent { .. }) = router.route(&together).await {
+        let unsure = match &routing {
+            Routing::OutOfScope { .. } | Routing::Clarify { .. } => Some(0.0),
+            Routing::Intent { intent, .. } if intent.confidence < UNSURE_BELOW => Some(intent.confidence),
+            _ => None,
+        };
+        let before = state.memory.window.iter().rev().find(|m| m.role == concierge_core::Role::User);
+        if let (Some(alone), Some(before)) = (unsure, before) {
+            let together = format!("{} {}", before.content, state.message);
+            if let Ok(Routing::Intent { intent, specialist }) = router.route(&together).await {
+                if intent.confidence > alone {
+                    let in_context = Routing::Intent { intent, specialist };
                     state.routing =
                         Some(json!({ "decision": "in_context", "alone": state.routing, "together": in_context }));
                     routing = in_context;
                 }
+            }
+        }
+        // Pleasantries next to a request add nothing to the reply: "Hi! Where is A-10033?"
+        if let Routing::Several { intents } = &mut routing {
+            let has_reply = |intent: &str| {
+                let specialist = deps.intents.get(intent).map(|i| i.specialist.as_str()).unwrap_or_default();
+                deps.specialists.get(specialist).is_some_and(|s| s.spec.replies.contains_key(intent))
+            };
+            if intents.iter().any(|(scored, _)| !has_reply(&scored.intent)) {
+                intents.retain(|(scored, _)| !has_reply(&scored.intent));
             }
         }
         let specialist_of = |intent: &str| deps.intents.get(intent).map(|i| i.specialist.clone()).unwrap_or_default();
@@ -193,8 +214,16 @@ fn decide(deps: &Deps, state: &TurnState) -> Action {
         TaskKind::Intent { intent, specialist, .. } => (intent, specialist),
     };
     let declared = deps.specialists.get(specialist);
-    if let Some(text) = declared.and_then(|s| s.spec.replies.get(intent)) {
-        return Action::Reply { text: text.clone() };
+    if declared.is_some_and(|s| s.spec.replies.contains_key(intent)) {
+        let template = format!("{specialist}.reply.{intent}");
+        let rendered = deps
+            .templates
+            .get_template(&template)
+            .and_then(|t| t.render(minijinja::context! { facts => state.memory.facts, customer => state.customer }));
+        match rendered {
+            Ok(text) => return Action::Reply { text: text.trim().to_owned() },
+            Err(error) => tracing::warn!(%template, %error, "fixed reply failed; answering from the knowledge base"),
+        }
     }
     let Some((specialist_spec, action)) = declared.and_then(|s| s.spec.actions.get(intent).map(|a| (s, a))) else {
         // A declared specialist answers its other intents from the knowledge base; without
@@ -303,8 +332,14 @@ fn pattern_accepts(property: &Value, value: &str) -> bool {
     property["pattern"].as_str().and_then(|p| Regex::new(p).ok()).is_some_and(|re| re.is_match(value))
 }
 
-/// The first amount of money in `text`, in cents: `$45`, `45.50 USD`, `€12,99`, `30 dollars`.
+/// The first amount of money in `text`, in cents: `$45`, `45.50 USD`, `€12,99`, `30 dollars`,
+/// or, failing those, a bare amount with cents (`149.99`).
 fn money_cents(text: &str) -> Option<i64> {
+    static BARE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(\d{1,7}[.,]\d{2})\b").expect("bare amount"));
+    marked_money_cents(text).or_else(|| BARE.captures(text).and_then(|c| cents_of(c.get(1)?.as_str())))
+}
+
+fn marked_money_cents(text: &str) -> Option<i64> {
     static MONEY: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
             r"(?i)(?:[$€£]|\b(?:usd|eur|gbp))\s?(\d{1,7}(?:[.,]\d{1,2})?)\b|\b(\d{1,7}(?:[.,]\d{1,2})?)\s?(?:[$€£]|(?:usd|eur|gbp|dollars?|euros?|pounds?)\b)",
@@ -312,7 +347,11 @@ fn money_cents(text: &str) -> Option<i64> {
         .expect("money pattern")
     });
     let captures = MONEY.captures(text)?;
-    let amount = captures.get(1).or_else(|| captures.get(2))?.as_str().replace(',', ".");
+    cents_of(captures.get(1).or_else(|| captures.get(2))?.as_str())
+}
+
+fn cents_of(amount: &str) -> Option<i64> {
+    let amount = amount.replace(',', ".");
     let (whole, fraction) = amount.split_once('.').unwrap_or((&amount, ""));
     let cents = format!("{fraction:0<2}");
     Some(whole.parse::<i64>().ok()? * 100 + cents.parse::<i64>().ok()?)
@@ -899,6 +938,7 @@ mod tests {
         assert_eq!(money_cents("€12,99 back"), Some(1299));
         assert_eq!(money_cents("give me 30 dollars back"), Some(3000));
         assert_eq!(money_cents("$ 7.5"), Some(750));
+        assert_eq!(money_cents("I want my 149.99 back"), Some(14999));
         assert_eq!(money_cents("order A-10024 arrived broken"), None);
         assert_eq!(money_cents("I waited 3 weeks"), None);
     }
