@@ -125,3 +125,94 @@ fn shorten(text: &str, chars: usize) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use concierge_core::{ConversationId, MessageId};
+    use serde_json::json;
+
+    use super::*;
+    use crate::tools::{BackendSpec, ToolSpec};
+
+    fn tools() -> ToolRegistry {
+        let order: ToolSpec = serde_json::from_value(json!({
+            "name": "get_order", "description": "Look up an order", "backend": "shop", "method": "GET",
+            "path": "/orders/{order_id}", "lookup": true, "answer": "{{ result.status }}",
+            "parameters": { "type": "object", "required": ["order_id"],
+                            "properties": { "order_id": { "type": "string", "pattern": "^A-[0-9]{5}$" } } }
+        }))
+        .unwrap();
+        let backends =
+            BTreeMap::from([("shop".to_owned(), BackendSpec { url: "http://127.0.0.1:9".into(), token_env: None })]);
+        ToolRegistry::new(&[order], &backends, |_| None).unwrap()
+    }
+
+    fn message(seq: i64, role: Role, content: &str, metadata: Value) -> Message {
+        Message {
+            id: MessageId::new(),
+            conversation_id: ConversationId::new(),
+            tenant_id: "acme".parse().unwrap(),
+            seq,
+            role,
+            content: content.into(),
+            metadata,
+            created_at: concierge_core::now(),
+        }
+    }
+
+    /// A conversation of `turns` exchanges, then the customer's current message.
+    fn conversation(turns: i64) -> Vec<Message> {
+        let mut messages = Vec::new();
+        for t in 0..turns {
+            let user = if t == 0 { "where is a-10024?".to_owned() } else { format!("question number {t}") };
+            messages.push(message(2 * t + 1, Role::User, &user, json!({})));
+            let meta = if t == 0 {
+                json!({ "intent": "order_status", "tool": { "name": "get_order", "arguments": { "order_id": "A-10024" } } })
+            } else {
+                json!({ "intent": "product_info", "citations": [{ "title": "Product lineup" }], "failed": t >= turns - 2 })
+            };
+            messages.push(message(2 * t + 2, Role::Assistant, &format!("answer {t}"), meta));
+        }
+        messages.push(message(2 * turns + 1, Role::User, "and the other one, A-10031?", json!({})));
+        messages
+    }
+
+    #[test]
+    fn facts_outlive_the_window_and_the_latest_mention_wins() {
+        let messages = conversation(6);
+        let memory = remember(&messages, 13, &tools(), &MemoryConfig::default());
+        assert_eq!(memory.window.len(), 6);
+        assert_eq!(memory.window.first().map(|m| m.seq), Some(7));
+        // A-10024 was given in the first message, long out of the window; A-10031 now.
+        assert_eq!(memory.facts.get("order_id").map(String::as_str), Some("A-10031"));
+        let earlier = remember(&messages, 12, &tools(), &MemoryConfig::default());
+        assert_eq!(earlier.facts.get("order_id").map(String::as_str), Some("A-10024"), "the current message excluded");
+    }
+
+    #[test]
+    fn older_turns_become_summary_lines_and_the_last_replies_are_counted() {
+        let memory = remember(&conversation(6), 13, &tools(), &MemoryConfig::default());
+        let summary = memory.summary.expect("a summary of what scrolled out");
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(lines.len(), 3, "{summary}");
+        assert_eq!(lines[0], "- The customer asked about order status; get_order was called with order_id A-10024.");
+        assert_eq!(lines[1], "- The customer asked about product info; answered from \"Product lineup\".");
+        assert_eq!(memory.failures, 2, "the last two replies did not help");
+        assert_eq!(memory.clarifications, 0);
+    }
+
+    #[test]
+    fn the_window_keeps_within_its_token_cap_dropping_the_oldest() {
+        let mut messages = conversation(2);
+        messages[2].content = "x".repeat(4000);
+        let config = MemoryConfig { window_tokens: 100, ..MemoryConfig::default() };
+        let memory = remember(&messages, 5, &tools(), &config);
+        assert!(
+            memory.window.iter().all(|m| m.seq > 3),
+            "{:?}",
+            memory.window.iter().map(|m| m.seq).collect::<Vec<_>>()
+        );
+    }
+}
