@@ -242,7 +242,7 @@ fn decide(deps: &Deps, state: &TurnState) -> Action {
         return Action::Call { tool: action.tool.clone(), arguments, approval };
     }
     if state.hops < deps.config.max_hops {
-        if let Some(other) = hand_back(deps, specialist, &task.text) {
+        if let Some(other) = hand_back(deps, specialist, &action.tool, &task.text) {
             return Action::HandBack { intent: other };
         }
     }
@@ -257,12 +257,13 @@ fn lookup(deps: &Deps, specialist: Option<&Specialist>, text: &str) -> Option<Ac
     Some(Action::Call { tool: spec.name.clone(), arguments, approval: false })
 }
 
-/// Another specialist's low-risk action whose arguments the text gives in full, when the
-/// current one's are missing: the message was probably meant for it.
-fn hand_back(deps: &Deps, current: &str, text: &str) -> Option<String> {
+/// Another specialist's low-risk action (with another tool than `tool`, the one whose
+/// arguments are missing) whose arguments the text gives in full: the message was probably
+/// meant for it.
+fn hand_back(deps: &Deps, current: &str, tool: &str, text: &str) -> Option<String> {
     let given: Vec<String> = deps.tools.facts_in(text).into_iter().map(|(parameter, _)| parameter).collect();
     deps.specialists.values().filter(|s| s.spec.name != current).find_map(|s| {
-        s.spec.actions.iter().find_map(|(intent, action)| {
+        s.spec.actions.iter().filter(|(_, action)| action.tool != tool).find_map(|(intent, action)| {
             let spec = deps.tools.spec(&action.tool)?;
             let required = required(&spec.parameters);
             let complete = !required.is_empty() && required.iter().all(|r| given.contains(r));
@@ -929,7 +930,101 @@ pub(crate) fn compose(state: &TurnState, from: usize) -> (String, Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::money_cents;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::support::{AgentConfig, AnswerError, Answerer, EscalationPolicy, Prompt};
+    use crate::{BackendSpec, IntentSpec, ToolRegistry, ToolSpec};
+
+    /// A test double: `decide` never asks the knowledge base.
+    struct NeverAsked;
+
+    #[async_trait]
+    impl Answerer for NeverAsked {
+        async fn answer(&self, _: AnswerRequest<'_>) -> Result<ReplyPart, AnswerError> {
+            Err(AnswerError("decide must not ask the knowledge base".into()))
+        }
+    }
+
+    /// The demo's tools, intents' specialists and `[agent]`, over an in-memory store.
+    async fn demo_deps() -> Deps {
+        #[derive(serde::Deserialize)]
+        struct Demo {
+            backends: BTreeMap<String, BackendSpec>,
+            tools: Vec<ToolSpec>,
+            agent: AgentConfig,
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = std::fs::read_to_string(root.join("examples/acme/concierge.toml")).unwrap();
+        let demo: Demo = toml::from_str(&text).unwrap();
+        let tools = ToolRegistry::new(&demo.tools, &demo.backends, |_| None).unwrap();
+        let intents = crate::router::datasets::read_intents(&root.join("examples/acme/intents.toml")).unwrap();
+        let specialists = demo
+            .agent
+            .specialists
+            .iter()
+            .map(|spec| {
+                let prompt = Prompt { version: "test".into(), text: "test".into() };
+                (spec.name.clone(), Specialist { spec: spec.clone(), prompt })
+            })
+            .collect();
+        let mut templates = minijinja::Environment::new();
+        for spec in &demo.agent.specialists {
+            for (intent, action) in &spec.actions {
+                for (argument, source) in &action.arguments {
+                    templates.add_template_owned(format!("{}.{intent}.{argument}", spec.name), source.clone()).unwrap();
+                }
+            }
+        }
+        Deps {
+            store: concierge_store::open("sqlite::memory:").await.unwrap(),
+            tools: Arc::new(tools),
+            router: None,
+            answerer: Arc::new(NeverAsked),
+            specialists,
+            intents: intents.into_iter().map(|i: IntentSpec| (i.name.clone(), i)).collect(),
+            escalation: EscalationPolicy::new(demo.agent.escalation.clone()),
+            config: demo.agent,
+            templates,
+        }
+    }
+
+    /// A turn as the specialist sees it: routed, and with the facts load_context found.
+    fn turn(deps: &Deps, message: &str, intent: &str, specialist: &str) -> TurnState {
+        let mut state =
+            TurnState::new("acme".parse().unwrap(), concierge_core::ConversationId::new(), 1, message.into());
+        state.memory.facts = deps.tools.facts_in(message).into_iter().collect();
+        let kind = TaskKind::Intent { intent: intent.into(), confidence: 0.7, specialist: specialist.into() };
+        state.task = Some(Task { text: message.into(), kind });
+        state
+    }
+
+    #[tokio::test]
+    async fn a_specialist_calls_its_tool_asks_for_what_is_missing_or_hands_back_what_is_not_its_own() {
+        let deps = demo_deps().await;
+        let call = decide(&deps, &turn(&deps, "where is a-10024", "order_status", "orders"));
+        assert_eq!(
+            call,
+            Action::Call { tool: "get_order".into(), arguments: json!({ "order_id": "A-10024" }), approval: false }
+        );
+        let ask = decide(&deps, &turn(&deps, "my order never came", "order_status", "orders"));
+        assert_eq!(ask, Action::Ask { tool: "get_order".into(), missing: vec!["order_id".into()] });
+        // Routed to orders, but it only gives a customer number: the account specialist's.
+        let misrouted = decide(&deps, &turn(&deps, "points balance for C-1001 please", "order_status", "orders"));
+        assert_eq!(misrouted, Action::HandBack { intent: "loyalty_points".into() });
+        let mut bounced = turn(&deps, "points balance for C-1001 please", "order_status", "orders");
+        bounced.hops = deps.config.max_hops;
+        assert!(matches!(decide(&deps, &bounced), Action::Ask { .. }), "hops are bounded");
+        let refund = decide(&deps, &turn(&deps, "refund $150 on A-10007 please", "refund_request", "billing"));
+        let Action::Call { tool, arguments, approval } = refund else { panic!("{refund:?}") };
+        assert_eq!((tool.as_str(), approval), ("create_refund", true));
+        assert_eq!(arguments["amount_cents"], 15000);
+        let small = decide(&deps, &turn(&deps, "refund $20 on A-10021", "refund_request", "billing"));
+        assert!(matches!(small, Action::Call { approval: false, .. }), "{small:?}");
+        // An intent of a declared specialist without an action is the knowledge base's.
+        assert_eq!(decide(&deps, &turn(&deps, "A-10024 arrived broken", "damaged_item", "orders")), Action::Answer);
+    }
 
     #[test]
     fn amounts_of_money_are_read_in_cents() {
