@@ -172,7 +172,7 @@ impl Play<'_> {
             let metadata = reply["metadata"].clone();
             let mut calls = Vec::new();
             for call in self.store.tool_calls(self.tenant, id).await? {
-                if call.idempotency_key.split(':').nth(1) == Some(seq.to_string().as_str()) {
+                if concierge_agent::CallContext::turn_of_key(&call.idempotency_key) == Some(seq) {
                     let result = call.result.clone().unwrap_or(Value::Null);
                     results.push_str(&result.to_string());
                     results.push('\n');

@@ -38,8 +38,8 @@ pub(crate) struct CompiledTool {
     validator: jsonschema::Validator,
     /// Required string parameters and the pattern that finds each in free text.
     finders: Vec<Finder>,
-    /// When a high-risk call needs an approver; `None`: always.
-    approve_when: Option<String>,
+    /// Every parameter's declared `pattern`, compiled as the schema reads it (a search).
+    patterns: Vec<(String, Regex)>,
 }
 
 /// How one parameter is found in a customer's text: its pattern searched for between word
@@ -171,7 +171,7 @@ impl ToolRegistry {
         if tool.spec.risk != Risk::High {
             return false;
         }
-        if tool.approve_when.is_none() {
+        if tool.spec.approve_when.is_none() {
             return true;
         }
         // A rule that cannot be evaluated asks a person: the safe side.
@@ -181,6 +181,12 @@ impl ToolRegistry {
                 .map_or(true, |v| !v.trim().eq_ignore_ascii_case("false")),
             Err(_) => true,
         }
+    }
+
+    /// Whether `value` matches the `pattern` declared for `parameter` of `name`; false for a
+    /// parameter without one.
+    pub fn accepts(&self, name: &str, parameter: &str, value: &str) -> bool {
+        self.tool(name).is_some_and(|tool| tool.patterns.iter().any(|(p, re)| p == parameter && re.is_match(value)))
     }
 
     /// Whether the arguments satisfy the tool's schema.
@@ -195,9 +201,15 @@ impl ToolRegistry {
 
     /// The customer-facing text for a result, from the tool's `answer` template.
     pub fn render_answer(&self, name: &str, args: &Value, result: &ToolCallResult) -> Option<String> {
+        self.render_result(name, args, &result.data, result.is_ok())
+    }
+
+    /// [`render_answer`](Self::render_answer) for a result kept as its data and whether the
+    /// call succeeded.
+    pub fn render_result(&self, name: &str, args: &Value, data: &Value, ok: bool) -> Option<String> {
         let template = self.templates.get_template(&format!("{name}.answer")).ok()?;
         template
-            .render(minijinja::context! { args => args, result => &result.data, ok => result.is_ok() })
+            .render(minijinja::context! { args => args, result => data, ok => ok })
             .map_err(|e| tracing::warn!(tool = name, error = %e, "answer template failed"))
             .ok()
     }
@@ -283,12 +295,12 @@ fn compile(
     if spec.approve_when.is_some() && spec.risk != Risk::High {
         return Err(invalid("approve_when", "only a high-risk tool waits for approval".into()));
     }
-    Ok(CompiledTool {
-        spec: spec.clone(),
-        base_url,
-        token,
-        validator,
-        finders,
-        approve_when: spec.approve_when.clone(),
-    })
+    // A pattern the regex engine cannot read matches nothing, as the schema's engine decides
+    // validity on its own.
+    let patterns = properties
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, p)| Some((name.clone(), Regex::new(p.get("pattern")?.as_str()?).ok()?)))
+        .collect();
+    Ok(CompiledTool { spec: spec.clone(), base_url, token, validator, finders, patterns })
 }

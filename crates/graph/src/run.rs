@@ -69,6 +69,8 @@ pub enum GraphError {
     StrayBranch { from: String, to: String },
     #[error("run {0} has no checkpoint")]
     UnknownRun(String),
+    #[error("the run's checkpoint names `{0}`, which this graph does not have")]
+    UnknownNode(String),
     #[error("run {0} already has checkpoints: a run id is used once")]
     RunExists(String),
     #[error("run {run} is not waiting for input")]
@@ -204,7 +206,8 @@ where
                 }
                 None => name,
             };
-            let entry = &self.nodes[&name];
+            // A checkpoint saved by another version of the graph may name a node it lacks.
+            let entry = self.nodes.get(&name).ok_or_else(|| GraphError::UnknownNode(name.clone()))?;
             let timeout = entry.timeout.unwrap_or(self.default_timeout);
             send(run, GraphEvent::NodeStarted { node: name.clone(), step }).await;
             let ctx = NodeContext {

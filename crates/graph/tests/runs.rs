@@ -317,6 +317,23 @@ async fn a_run_reports_each_step_and_what_its_nodes_emit_in_order() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_naming_a_node_the_graph_lacks_is_an_error_not_a_panic() {
+    let graph = counting_loop(1).build().unwrap();
+    let saved = MemoryCheckpointer::default();
+    let stale = Saved {
+        step: 3,
+        node: "renamed".into(),
+        next: Some("gone".into()),
+        state: serde_json::to_value(Ledger::default()).unwrap(),
+        interrupt: None,
+        over_limit: false,
+    };
+    saved.save("old", &stale).await.unwrap();
+    let outcome = graph.recover(&run("old", &saved)).await;
+    assert!(matches!(&outcome, Err(GraphError::UnknownNode(node)) if node == "gone"), "{outcome:?}");
+}
+
+#[tokio::test]
 async fn a_branch_to_an_undeclared_target_stops_the_run() {
     let graph = GraphBuilder::new()
         .node("a", Tick)

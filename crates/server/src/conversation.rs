@@ -138,14 +138,26 @@ impl ConversationService {
         Ok(Exchange { conversation_id: id, message, reply })
     }
 
-    /// Answers the customer messages a previous process stored but did not answer (it died
-    /// mid-turn), among the `recent` newest conversations: a turn with checkpoints carries
-    /// on from the last one, a turn without starts again. Returns how many were answered.
-    pub async fn answer_unanswered(&self, recent: u32) -> Result<usize, ApiError> {
-        let mut answered = 0;
+    /// The customer messages a previous process stored but did not answer (it died
+    /// mid-turn), among the `recent` newest conversations, each with its conversation. Read
+    /// before serving, so a message that arrives afterwards is never taken for one of them.
+    pub async fn unanswered(&self, recent: u32) -> Result<Vec<(Conversation, Message)>, ApiError> {
+        let mut out = Vec::new();
         for conversation in self.store.list_conversations(&self.tenant, recent, None).await? {
-            let messages = self.store.messages(&self.tenant, conversation.id).await?;
-            let Some(last) = messages.last().filter(|m| m.role == Role::User) else { continue };
+            let mut messages = self.store.messages(&self.tenant, conversation.id).await?;
+            if let Some(last) = messages.pop().filter(|m| m.role == Role::User) {
+                out.push((conversation, last));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Answers messages found by [`unanswered`](Self::unanswered): a turn with checkpoints
+    /// carries on from the last one, a turn without starts again. Returns how many were
+    /// answered.
+    pub async fn answer_unanswered(&self, unanswered: Vec<(Conversation, Message)>) -> Result<usize, ApiError> {
+        let mut answered = 0;
+        for (conversation, last) in unanswered {
             let recovered = self.agent.recover(self.tenant.clone(), conversation.id, last.seq).await;
             let outcome = match recovered {
                 Err(AgentError::Graph(GraphError::UnknownRun(_))) => {
@@ -276,11 +288,11 @@ fn agent_failed(conversation: ConversationId, error: &AgentError) -> (String, Va
     (text.to_owned(), json!({ "answered_by": "error", "failed": true, "citations": [] }))
 }
 
-/// A decision the store refused, in the API's terms.
+/// A decision the store refused, in the API's terms; an unknown approval is named without
+/// the tenant the store's message adds.
 fn approval_error(id: ApprovalId, error: StoreError) -> ApiError {
     match error {
         StoreError::NotFound { .. } => ApiError::not_found(format!("approval {id}")),
-        StoreError::Conflict { what } => ApiError::Conflict(what),
         other => other.into(),
     }
 }

@@ -42,8 +42,8 @@ pub enum StartError {
     Llm(#[from] llm::LlmStartError),
     #[error("{0}")]
     Agent(#[from] concierge_agent::support::AgentConfigError),
-    #[error("recovering unanswered messages: {0}")]
-    Recover(#[from] ApiError),
+    #[error("looking for unanswered messages: {0}")]
+    Unanswered(#[from] ApiError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -150,13 +150,20 @@ impl Server {
             tenant.id.clone(),
             config.server.max_message_chars,
         );
-        // Messages a previous process took in and died before answering are answered now.
-        let recovered = service.answer_unanswered(RECOVER_CONVERSATIONS).await?;
-        if recovered > 0 {
-            tracing::warn!(recovered, "answered messages a previous run left unanswered");
-        }
         let agent_graph = service.agent_graph();
-        let app = app::router(Arc::new(service), limits);
+        let service = Arc::new(service);
+        // Messages a previous process took in and died before answering are found now and
+        // answered in the background: their model calls do not hold up the start.
+        let unanswered = service.unanswered(RECOVER_CONVERSATIONS).await?;
+        let recovering = Arc::clone(&service);
+        tokio::spawn(async move {
+            match recovering.answer_unanswered(unanswered).await {
+                Ok(0) => {}
+                Ok(recovered) => tracing::warn!(recovered, "answered messages a previous run left unanswered"),
+                Err(error) => tracing::error!(%error, "could not answer the messages a previous run left unanswered"),
+            }
+        });
+        let app = app::router(service, limits);
         let addr = config.server.bind;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         Ok(Self { listener, app, agent_graph })

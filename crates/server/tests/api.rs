@@ -436,7 +436,13 @@ async fn a_message_stored_by_a_process_that_died_before_answering_is_answered_at
     store.append_message(message).await.unwrap();
 
     let second = first.start_again().await;
-    let transcript = second.transcript(&id).await;
+    // It is answered in the background, soon after the start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut transcript = second.transcript(&id).await;
+    while transcript["messages"].as_array().map_or(0, Vec::len) < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        transcript = second.transcript(&id).await;
+    }
     let messages = transcript["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2, "{transcript}");
     assert_eq!(messages[1]["role"], "assistant");

@@ -11,7 +11,7 @@ use concierge_graph::{BuildError, Flow, Graph, GraphBuilder, Node, NodeContext, 
 use regex::Regex;
 use serde_json::{json, Map, Value};
 
-use super::escalation::{ASKED_FOR_HUMAN, NEGATIVE_SENTIMENT, POLICY_TOPIC, STEP_LIMIT};
+use super::escalation::{ASKED_FOR_HUMAN, NEGATIVE_SENTIMENT, POLICY_TOPIC, REPEATED_FAILURE, STEP_LIMIT};
 use super::memory::{remember, ANSWERED_BY, ASKED_FOR, CLARIFY, FAILED, FOLLOW_UP};
 use super::state::{Action, Awaiting, CallOutcome, Escalation, ReplyPart, Task, TaskKind, TurnState};
 use super::{ActionSpec, AgentEvent, AnswerRequest, Deps, Specialist};
@@ -92,35 +92,41 @@ impl Node<TurnState, AgentEvent> for Classify {
             state.task = tasks.pop_front();
             state.tasks = tasks;
         }
-        let (intent, confidence, specialist) = match state.task.as_ref().map(|t| &t.kind) {
-            Some(TaskKind::Intent { intent, confidence, specialist }) => {
-                (Some(intent.clone()), Some(*confidence), Some(specialist.clone()))
-            }
-            _ => (None, None, None),
+        let meta = match state.intent() {
+            Some((intent, confidence, specialist)) => AgentEvent::Meta {
+                intent: Some(intent.to_owned()),
+                confidence: Some(confidence),
+                specialist: Some(specialist.to_owned()),
+            },
+            None => AgentEvent::Meta { intent: None, confidence: None, specialist: None },
         };
-        ctx.emit(AgentEvent::Meta { intent, confidence, specialist }).await;
+        ctx.emit(meta).await;
         Ok(Flow::Continue)
     }
 }
 
-impl Classify {
-    /// Whether the router is sure the message asks for something other than `intent`.
-    async fn names_another_intent(&self, state: &TurnState, intent: &str) -> bool {
-        let Some(router) = &self.0.router else { return false };
-        match router.route(&state.message).await {
-            Ok(Routing::Intent { intent: scored, .. }) => scored.intent != intent && scored.confidence >= 0.8,
-            Ok(Routing::Several { intents }) => intents.iter().all(|(scored, _)| scored.intent != intent),
-            _ => false,
-        }
+/// Whether the router is sure the message asks for something other than `intent`.
+fn names_another_intent(routing: &Routing, intent: &str) -> bool {
+    match routing {
+        Routing::Intent { intent: scored, .. } => scored.intent != intent && scored.confidence >= 0.8,
+        Routing::Several { intents } => intents.iter().all(|(scored, _)| scored.intent != intent),
+        _ => false,
     }
+}
 
+impl Classify {
     async fn tasks(&self, state: &mut TurnState) -> std::collections::VecDeque<Task> {
         let deps = &self.0;
         let whole = |kind| std::collections::VecDeque::from([Task { text: state.message.clone(), kind }]);
+        let routed = match &deps.router {
+            Some(router) => Some(router.route(&state.message).await),
+            None => None,
+        };
         if let Some(awaiting) = &state.memory.awaiting {
             let given = deps.tools.facts_in(&state.message);
             let gives_what_is_needed = given.iter().any(|(parameter, _)| awaiting.missing.contains(parameter));
-            if gives_what_is_needed && !self.names_another_intent(state, &awaiting.intent).await {
+            let elsewhere = matches!(&routed, Some(Ok(routing)) if names_another_intent(routing, &awaiting.intent));
+            if gives_what_is_needed && !elsewhere {
                 state.routing = Some(json!({ "decision": "continued", "intent": awaiting.intent }));
                 return whole(TaskKind::Intent {
                     intent: awaiting.intent.clone(),
@@ -129,8 +135,8 @@ impl Classify {
                 });
             }
         }
-        let Some(router) = &deps.router else { return whole(TaskKind::Unrouted) };
-        let mut routing = match router.route(&state.message).await {
+        let (Some(router), Some(routed)) = (&deps.router, routed) else { return whole(TaskKind::Unrouted) };
+        let mut routing = match routed {
             Ok(routing) => routing,
             Err(error) => {
                 tracing::warn!(conversation = %state.conversation, %error, "routing failed; answering unrouted");
@@ -312,7 +318,11 @@ fn arguments_for(
         } else if property["type"] == "integer" && name.ends_with("_cents") {
             money_cents(&task.text).map(Value::from)
         } else {
-            state.customer.as_ref().filter(|c| pattern_accepts(property, c)).map(|c| Value::String(c.clone()))
+            state
+                .customer
+                .as_ref()
+                .filter(|c| deps.tools.accepts(&action.tool, name, c))
+                .map(|c| Value::String(c.clone()))
         };
         if let Some(value) = value {
             arguments.insert(name.clone(), value);
@@ -327,10 +337,6 @@ fn typed(property: &Value, text: String) -> Value {
         Some("integer") => text.parse::<i64>().map(Value::from).unwrap_or(Value::String(text)),
         _ => Value::String(text),
     }
-}
-
-fn pattern_accepts(property: &Value, value: &str) -> bool {
-    property["pattern"].as_str().and_then(|p| Regex::new(p).ok()).is_some_and(|re| re.is_match(value))
 }
 
 /// The first amount of money in `text`, in cents: `$45`, `45.50 USD`, `€12,99`, `30 dollars`,
@@ -392,12 +398,7 @@ impl Node<TurnState, AgentEvent> for Tools {
         if let (Some(by), true, Some(map)) = (&approved_by, declares_approver, sent.as_object_mut()) {
             map.insert("approved_by".into(), Value::String(by.clone()));
         }
-        let call = CallContext {
-            tenant: state.tenant.clone(),
-            conversation: state.conversation,
-            turn: state.turn,
-            step: u32::try_from(ctx.step()).unwrap_or(u32::MAX),
-        };
+        let call = call_context(state, ctx);
         let outcome = match deps.tools.call(deps.store.as_ref(), &call, &tool, sent, approved_by.as_deref()).await {
             Ok(result) => {
                 ctx.emit(AgentEvent::ToolFinished {
@@ -469,6 +470,17 @@ impl Tools {
         })
         .await;
         Ok(ctx.interrupt_with_id(id, "approval", json!({ "tool": tool, "arguments": arguments })))
+    }
+}
+
+/// Where a tool call of this step happens: its idempotency key is the turn's and the step's,
+/// the same when the step runs again after a crash.
+fn call_context(state: &TurnState, ctx: &Ctx) -> CallContext {
+    CallContext {
+        tenant: state.tenant.clone(),
+        conversation: state.conversation,
+        turn: state.turn,
+        step: u32::try_from(ctx.step()).unwrap_or(u32::MAX),
     }
 }
 
@@ -569,12 +581,7 @@ impl Escalate {
                 }
             }
         }
-        let call = CallContext {
-            tenant: state.tenant.clone(),
-            conversation: state.conversation,
-            turn: state.turn,
-            step: u32::try_from(ctx.step()).unwrap_or(u32::MAX),
-        };
+        let call = call_context(state, ctx);
         ctx.emit(AgentEvent::ToolStarted { name: tool.to_owned(), display: spec.display.clone() }).await;
         match deps.tools.call(deps.store.as_ref(), &call, tool, arguments, None).await {
             Ok(result) if result.is_ok() => {
@@ -601,9 +608,9 @@ fn subject(reasons: &[String], state: &TurnState) -> String {
         NEGATIVE_SENTIMENT => "Customer is very unhappy".to_owned(),
         STEP_LIMIT => "The assistant could not finish this request".to_owned(),
         other if other.starts_with(POLICY_TOPIC) => {
-            format!("Policy topic: {}", other.trim_start_matches("policy_topic:"))
+            format!("Policy topic: {}", other.trim_start_matches(POLICY_TOPIC).trim_start_matches(':'))
         }
-        "repeated_failure" => "The assistant failed to help twice".to_owned(),
+        REPEATED_FAILURE => "The assistant failed to help twice".to_owned(),
         _ => "The request is still unclear after clarifying questions".to_owned(),
     };
     match state.memory.facts.get("order_id") {
@@ -678,10 +685,7 @@ impl Respond {
         let deps = &self.0;
         let task = state.task.as_ref();
         let question = task.map_or(state.message.as_str(), |t| t.text.as_str());
-        let (intent, confidence) = match task.map(|t| &t.kind) {
-            Some(TaskKind::Intent { intent, confidence, .. }) => (Some(intent.as_str()), Some(*confidence)),
-            _ => (None, None),
-        };
+        let (intent, confidence) = state.intent().map_or((None, None), |(i, c, _)| (Some(i), Some(c)));
         let intents_detected = state.tasks.len() + usize::from(task.is_some()) + state.replies.len();
         let request = AnswerRequest {
             conversation: state.conversation,
@@ -742,25 +746,23 @@ impl Respond {
 }
 
 fn specialist_of<'a>(deps: &'a Deps, state: &TurnState) -> Option<&'a Specialist> {
-    match state.task.as_ref().map(|t| &t.kind) {
-        Some(TaskKind::Intent { specialist, .. }) => deps.specialists.get(specialist),
-        _ => None,
-    }
+    state.intent().and_then(|(_, _, specialist)| deps.specialists.get(specialist))
+}
+
+/// What a reply records so that the next message can continue the current request with
+/// `missing`: the intent, its specialist, the tool.
+fn awaiting(state: &TurnState, tool: &str, missing: Vec<String>) -> Option<Value> {
+    let (intent, _, specialist) = state.intent()?;
+    let awaiting =
+        Awaiting { intent: intent.to_owned(), specialist: specialist.to_owned(), tool: tool.to_owned(), missing };
+    Some(json!(awaiting))
 }
 
 /// The reply from a tool's result, through the tool's answer template.
 fn tool_reply(deps: &Deps, tool: &str, arguments: &Value, outcome: &CallOutcome) -> ReplyPart {
     let (text, failed) = match outcome {
-        CallOutcome::Done { ok, data, latency_ms, .. } => {
-            let result = crate::ToolCallResult {
-                tool: tool.to_owned(),
-                outcome: if *ok { concierge_core::ToolCallOutcome::Ok } else { concierge_core::ToolCallOutcome::Error },
-                status: None,
-                data: data.clone(),
-                latency_ms: *latency_ms,
-                replayed: false,
-            };
-            let text = deps.tools.render_answer(tool, arguments, &result).unwrap_or_else(|| {
+        CallOutcome::Done { ok, data, .. } => {
+            let text = deps.tools.render_result(tool, arguments, data, *ok).unwrap_or_else(|| {
                 if *ok {
                     "That is done.".to_owned()
                 } else {
@@ -811,14 +813,7 @@ fn tool_reply(deps: &Deps, tool: &str, arguments: &Value, outcome: &CallOutcome)
 /// After a low-risk lookup, what lets the next message continue it with another value.
 fn follow_up(deps: &Deps, state: &TurnState, tool: &str) -> Option<Value> {
     let spec = deps.tools.spec(tool).filter(|s| s.risk == crate::Risk::Low)?;
-    let Some(TaskKind::Intent { intent, specialist, .. }) = state.task.as_ref().map(|t| &t.kind) else { return None };
-    let awaiting = Awaiting {
-        intent: intent.clone(),
-        specialist: specialist.clone(),
-        tool: tool.to_owned(),
-        missing: required(&spec.parameters),
-    };
-    Some(json!(awaiting))
+    awaiting(state, tool, required(&spec.parameters))
 }
 
 /// A question for the arguments still missing, in the words of their schema descriptions.
@@ -836,14 +831,8 @@ fn ask(deps: &Deps, state: &TurnState, tool: &str, missing: &[String]) -> ReplyP
         .collect();
     let text = format!("I can help with that. Could you give me {}?", described.join(" and "));
     let mut part = ReplyPart::new(text, "ask");
-    if let Some(TaskKind::Intent { intent, specialist, .. }) = state.task.as_ref().map(|t| &t.kind) {
-        let awaiting = Awaiting {
-            intent: intent.clone(),
-            specialist: specialist.clone(),
-            tool: tool.to_owned(),
-            missing: missing.to_vec(),
-        };
-        part.metadata[ASKED_FOR] = json!(awaiting);
+    if let Some(asked) = awaiting(state, tool, missing.to_vec()) {
+        part.metadata[ASKED_FOR] = asked;
     }
     part
 }
@@ -880,7 +869,7 @@ fn clarify(deps: &Deps, candidates: &[String]) -> ReplyPart {
 
 /// What every reply part records of the turn: intent, specialist and its prompt version.
 fn annotate(part: &mut ReplyPart, state: &TurnState, deps: &Deps) {
-    if let Some(TaskKind::Intent { intent, specialist, confidence }) = state.task.as_ref().map(|t| &t.kind) {
+    if let Some((intent, confidence, specialist)) = state.intent() {
         part.metadata["intent"] = json!(intent);
         part.metadata["confidence"] = json!(confidence);
         part.metadata["specialist"] = json!(specialist);

@@ -58,6 +58,16 @@ impl TurnState {
     }
 }
 
+impl TurnState {
+    /// The current task's intent, its confidence and its specialist, when it names one.
+    pub fn intent(&self) -> Option<(&str, f32, &str)> {
+        match self.task.as_ref().map(|t| &t.kind) {
+            Some(TaskKind::Intent { intent, confidence, specialist }) => Some((intent, *confidence, specialist)),
+            _ => None,
+        }
+    }
+}
+
 /// What the conversation remembers, rebuilt from its stored messages at the start of a turn.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Memory {

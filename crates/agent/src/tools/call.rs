@@ -27,6 +27,12 @@ impl CallContext {
     pub fn idempotency_key(&self, tool: &str) -> String {
         format!("{}:{}:{}:{tool}", self.conversation, self.turn, self.step)
     }
+
+    /// The turn an idempotency key made by [`idempotency_key`](Self::idempotency_key) was
+    /// made in.
+    pub fn turn_of_key(key: &str) -> Option<i64> {
+        key.split(':').nth(1)?.parse().ok()
+    }
 }
 
 /// What a call returned.
@@ -216,8 +222,20 @@ fn replayed(record: ToolCallRecord) -> ToolCallResult {
 
 #[cfg(test)]
 mod tests {
-    use super::fill_path;
+    use super::{fill_path, CallContext};
     use serde_json::json;
+
+    #[test]
+    fn a_key_tells_the_turn_it_was_made_in() {
+        let ctx = CallContext {
+            tenant: "acme".parse().unwrap(),
+            conversation: concierge_core::ConversationId::new(),
+            turn: 7,
+            step: 3,
+        };
+        assert_eq!(CallContext::turn_of_key(&ctx.idempotency_key("get_order")), Some(7));
+        assert_eq!(CallContext::turn_of_key("not a key"), None);
+    }
 
     #[test]
     fn path_arguments_are_encoded_as_single_segments() {
