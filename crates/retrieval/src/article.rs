@@ -45,6 +45,8 @@ pub enum ArticleError {
     EmptyBody { path: PathBuf },
     #[error("{path}: id `{id}` is used by another article too")]
     DuplicateId { path: PathBuf, id: String },
+    #[error("{path}: not a readable PDF: {message}")]
+    Pdf { path: PathBuf, message: String },
 }
 
 /// Splits an article body at its `## ` headings. Text before the first heading is the

@@ -1,10 +1,12 @@
-//! Documents in the formats a help centre is kept in (Markdown, plain text, HTML), turned
-//! into articles: Markdown bodies with `##` sections, and the metadata they are cited by.
+//! Documents in the formats a help centre is kept in (Markdown, plain text, HTML, PDF),
+//! turned into articles: Markdown bodies with `##` sections, and the metadata they are
+//! cited by.
 //!
 //! Markdown may carry TOML front matter between `+++` lines (id, title, category, product,
 //! url, updated); whatever a document does not say is derived: the id from its path, the
 //! title from its first heading (or HTML `<title>`, or first line), the category from its
-//! folder.
+//! folder. A PDF's text is extracted with `pdf-extract`; its line breaks are undone within
+//! paragraphs, and a short line standing alone becomes a section heading.
 //!
 //! Invariant: every format ends as the same `Article`, so chunking, indexing and citing
 //! never depend on where a text came from.
@@ -22,6 +24,7 @@ pub enum SourceFormat {
     Markdown,
     Text,
     Html,
+    Pdf,
 }
 
 impl SourceFormat {
@@ -32,6 +35,7 @@ impl SourceFormat {
             "md" | "markdown" => Some(Self::Markdown),
             "txt" | "text" => Some(Self::Text),
             "html" | "htm" => Some(Self::Html),
+            "pdf" => Some(Self::Pdf),
             _ => None,
         }
     }
@@ -43,8 +47,14 @@ impl SourceFormat {
             "markdown" | "md" | "text/markdown" => Some(Self::Markdown),
             "text" | "txt" | "text/plain" => Some(Self::Text),
             "html" | "text/html" => Some(Self::Html),
+            "pdf" | "application/pdf" => Some(Self::Pdf),
             _ => None,
         }
+    }
+
+    /// Whether documents of this format are bytes rather than text.
+    pub fn is_binary(self) -> bool {
+        self == Self::Pdf
     }
 }
 
@@ -77,7 +87,23 @@ impl SourceDefaults {
     }
 }
 
-/// Reads one document of `format` into an article. `origin` names it in errors.
+/// Reads one document of `format` from its bytes: a PDF's extracted text, any other format
+/// as UTF-8 (an invalid byte replaced rather than refused, as exported help centres often
+/// hold a stray Latin-1 byte). `origin` names it in errors.
+pub fn parse_document_bytes(
+    origin: &Path,
+    bytes: &[u8],
+    format: SourceFormat,
+    defaults: &SourceDefaults,
+) -> Result<Article, ArticleError> {
+    match format {
+        SourceFormat::Pdf => parse_document(origin, &pdf_text(origin, bytes)?, SourceFormat::Text, defaults),
+        _ => parse_document(origin, &lossy_utf8(bytes), format, defaults),
+    }
+}
+
+/// Reads one text document of `format` into an article. `origin` names it in errors; a
+/// PDF is bytes, read by [`parse_document_bytes`].
 pub fn parse_document(
     origin: &Path,
     text: &str,
@@ -97,6 +123,10 @@ pub fn parse_document(
         SourceFormat::Html => {
             let (title, body) = html_to_markdown(text);
             (FrontMatter::default(), title, body)
+        }
+        SourceFormat::Pdf => {
+            let message = "a PDF is bytes, not text: give its bytes".to_owned();
+            return Err(ArticleError::Pdf { path: origin.to_owned(), message });
         }
     };
     let body = body.trim().to_owned();
@@ -128,8 +158,8 @@ pub fn load_folder(root: &Path) -> Result<Vec<Article>, ArticleError> {
     let mut articles: Vec<Article> = Vec::with_capacity(paths.len());
     for path in paths {
         let Some(format) = SourceFormat::from_path(&path) else { continue };
-        let text = read_text(&path)?;
-        let article = parse_document(&path, &text, format, &SourceDefaults::for_file(root, &path))?;
+        let bytes = std::fs::read(&path).map_err(|source| ArticleError::Read { path: path.clone(), source })?;
+        let article = parse_document_bytes(&path, &bytes, format, &SourceDefaults::for_file(root, &path))?;
         if articles.iter().any(|a| a.id == article.id) {
             return Err(ArticleError::DuplicateId { path, id: article.id });
         }
@@ -138,11 +168,82 @@ pub fn load_folder(root: &Path) -> Result<Vec<Article>, ArticleError> {
     Ok(articles)
 }
 
-/// A file's text; invalid UTF-8 is replaced rather than refused, as exported help
-/// centres often hold a stray Latin-1 byte.
-fn read_text(path: &Path) -> Result<String, ArticleError> {
-    let bytes = std::fs::read(path).map_err(|source| ArticleError::Read { path: path.to_owned(), source })?;
-    Ok(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+fn lossy_utf8(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A PDF's text, one paragraph per block of lines, a short line standing alone as a `##`
+/// heading, so that the chunker cuts it by section as it does Markdown.
+fn pdf_text(origin: &Path, bytes: &[u8]) -> Result<String, ArticleError> {
+    let fail = |message: String| ArticleError::Pdf { path: origin.to_owned(), message };
+    if !bytes.starts_with(b"%PDF-") {
+        return Err(fail("the file does not start with a %PDF- header".into()));
+    }
+    // pdf-extract panics on some malformed files instead of returning an error; a bad
+    // upload must come back as a refusal, never take the process down.
+    let extracted = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes))
+        .map_err(|_| fail("its structure is malformed".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    let text = pdf_paragraphs(&extracted);
+    if text.trim().is_empty() {
+        return Err(fail("it holds no text (a scanned PDF needs OCR first)".into()));
+    }
+    Ok(text)
+}
+
+/// Undoes a PDF's layout: lines of one paragraph joined (a word hyphenated across a line
+/// break rejoined), paragraphs parted by blank lines unless the next opens in lower case,
+/// a block of one short line without closing punctuation taken for a heading. The first paragraph is left as it is, so that a title
+/// line stays the document's title.
+fn pdf_paragraphs(extracted: &str) -> String {
+    let mut paragraphs: Vec<String> = Vec::new();
+    let mut lines: Vec<&str> = Vec::new();
+    let flush = |lines: &mut Vec<&str>, paragraphs: &mut Vec<String>| {
+        if lines.is_empty() {
+            return;
+        }
+        let one_line = lines.len() == 1;
+        let mut joined = String::new();
+        for line in lines.drain(..) {
+            let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+            if joined.ends_with('-') && line.starts_with(|c: char| c.is_lowercase()) {
+                joined.pop();
+            } else if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push_str(&line);
+        }
+        // A block opening in lower case continues the one before, cut by a page break or
+        // by the extractor's reading of a wider line gap.
+        if let Some(last) = paragraphs.last_mut().filter(|last| !last.starts_with("## ")) {
+            if joined.starts_with(|c: char| c.is_lowercase()) {
+                if !last.ends_with('-') {
+                    last.push(' ');
+                } else {
+                    last.pop();
+                }
+                last.push_str(&joined);
+                return;
+            }
+        }
+        let heading = !paragraphs.is_empty()
+            && one_line
+            && joined.chars().count() <= 70
+            && !joined.ends_with(['.', ',', ';', ':', '?', '!', '-'])
+            && joined.starts_with(|c: char| c.is_uppercase() || c.is_ascii_digit());
+        paragraphs.push(if heading { format!("## {joined}") } else { joined });
+    };
+    for line in extracted.lines() {
+        // Form feeds (page breaks) count as blank.
+        let line = line.trim_matches(|c: char| c.is_whitespace() || c == '\u{c}');
+        if line.is_empty() {
+            flush(&mut lines, &mut paragraphs);
+        } else {
+            lines.push(line);
+        }
+    }
+    flush(&mut lines, &mut paragraphs);
+    paragraphs.join("\n\n")
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ArticleError> {
@@ -470,9 +571,60 @@ mod tests {
     #[test]
     fn formats_are_known_by_extension_and_media_type() {
         assert_eq!(SourceFormat::from_path(Path::new("a/B.HTM")), Some(SourceFormat::Html));
-        assert_eq!(SourceFormat::from_path(Path::new("a.pdf")), None);
+        assert_eq!(SourceFormat::from_path(Path::new("a.PDF")), Some(SourceFormat::Pdf));
+        assert_eq!(SourceFormat::from_path(Path::new("a.docx")), None);
+        assert_eq!(SourceFormat::from_name("application/pdf"), Some(SourceFormat::Pdf));
         assert_eq!(SourceFormat::from_name("text/markdown; charset=utf-8"), Some(SourceFormat::Markdown));
         assert_eq!(SourceFormat::from_name("application/json"), None);
+    }
+
+    /// Made by `tests/fixtures/make_warranty_pdf.py` (fpdf2): a title, three headed
+    /// sections, one of them running onto the second page, and a hyphenated line break.
+    const WARRANTY_PDF: &[u8] = include_bytes!("../tests/fixtures/warranty.pdf");
+
+    #[test]
+    fn a_pdf_becomes_an_article_with_its_sections_and_whole_paragraphs() {
+        let article =
+            parse_document_bytes(Path::new("care/warranty.pdf"), WARRANTY_PDF, SourceFormat::Pdf, &defaults()).unwrap();
+        assert_eq!(article.title, "Acme appliance warranty");
+        let sections = crate::article::split_sections(&article);
+        let headings: Vec<&str> = sections.iter().map(|s| s.heading.as_str()).collect();
+        assert_eq!(
+            headings,
+            ["What the warranty covers", "What it does not cover", "How to make a claim"],
+            "{}",
+            article.body
+        );
+        assert!(
+            sections[0].text.contains("two-year manufacturer warranty from the date of delivery."),
+            "{}",
+            sections[0].text
+        );
+        assert!(!sections[0].text.contains('\n'), "a paragraph's lines are joined: {:?}", sections[0].text);
+        let claim = &sections[2].text;
+        assert!(claim.contains("we refund the full price instead of repairing it"), "{claim}");
+        assert!(claim.contains("repair centre's own desk"), "the hyphenated break is rejoined: {claim}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_readable_pdf_is_refused_not_a_crash() {
+        let cases: [&[u8]; 4] =
+            [b"Hello, not a PDF", b"%PDF-1.4\n%garbage", &WARRANTY_PDF[..WARRANTY_PDF.len() / 2], b""];
+        for bytes in cases {
+            let err = parse_document_bytes(Path::new("x.pdf"), bytes, SourceFormat::Pdf, &defaults()).unwrap_err();
+            assert!(matches!(err, ArticleError::Pdf { .. }), "{err}");
+        }
+        let err = parse_document(Path::new("x.pdf"), "text", SourceFormat::Pdf, &defaults()).unwrap_err();
+        assert!(matches!(err, ArticleError::Pdf { .. }));
+    }
+
+    #[test]
+    fn pdf_layout_is_undone_into_paragraphs_and_headings() {
+        let extracted = "Returns guide\n\nSending it back\n\nPack the item in its box and\nattach the la-\nbel we email. Then\n\x0c\ndrop it off.\n\nRefunds take five days.\n";
+        assert_eq!(
+            pdf_paragraphs(extracted),
+            "Returns guide\n\n## Sending it back\n\nPack the item in its box and attach the label we email. Then drop it off.\n\nRefunds take five days."
+        );
     }
 
     #[test]

@@ -1,27 +1,37 @@
 //! BM25 keyword search over indexed chunks, in memory, through tantivy.
 //!
-//! Every chunk carries its tenant and its document, so a search is always one tenant's and a
+//! Each tenant has an index of its own: a search never sees another tenant's chunks, and
+//! BM25's term statistics (how rare a word is) are the tenant's alone, so one company's
+//! articles neither shift another's scores nor reveal what words they contain. It also
+//! keeps the usual query a plain disjunction of terms, which tantivy answers with block-max
+//! WAND (skipping blocks of postings that cannot reach the top k) instead of scoring every
+//! chunk that shares a word with the question. A chunk carries its document, so a
 //! document is replaced or removed with one delete-by-term; metadata pairs (`category`,
 //! `product`, …) are terms a search may require.
 //!
 //! Invariant: a search never returns another tenant's chunk, nor one whose metadata fails
 //! the filter; customer text is never read as query syntax.
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
-};
+use tantivy::columnar::Column;
+use tantivy::indexer::IndexWriterOptions;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING};
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 const ANALYZER: &str = "en_support";
 /// Tantivy's indexing budget: enough for a few thousand chunks per commit without flushing.
 const WRITER_MEMORY: usize = 50_000_000;
+/// How much a word found in a chunk's title, heading or body counts: a customer's words
+/// usually name the topic an article is about.
+const FIELD_BOOSTS: [(FieldName, f32); 3] =
+    [(FieldName::Title, 2.0), (FieldName::Heading, 1.5), (FieldName::Body, 1.0)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -41,9 +51,15 @@ pub struct KeywordChunk<'a> {
 }
 
 #[derive(Clone, Copy)]
+enum FieldName {
+    Title,
+    Heading,
+    Body,
+}
+
+#[derive(Clone, Copy)]
 struct Fields {
     key: Field,
-    tenant: Field,
     document: Field,
     meta: Field,
     title: Field,
@@ -51,18 +67,30 @@ struct Fields {
     body: Field,
 }
 
-/// A BM25 index of chunks. Titles weigh twice, headings one and a half times the body,
-/// since a customer's words usually name the topic an article is about.
-pub struct KeywordIndex {
+impl Fields {
+    fn text(&self, name: FieldName) -> Field {
+        match name {
+            FieldName::Title => self.title,
+            FieldName::Heading => self.heading,
+            FieldName::Body => self.body,
+        }
+    }
+}
+
+/// A document's id and its chunks.
+type DocumentChunks<'a> = (&'a str, &'a [KeywordChunk<'a>]);
+
+/// One tenant's chunks.
+struct TenantIndex {
     index: Index,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    /// Tantivy allows one writer per index at a time.
+    writing: Mutex<()>,
     fields: Fields,
 }
 
-impl KeywordIndex {
-    /// An empty index.
-    pub fn new() -> Result<Self, SearchError> {
+impl TenantIndex {
+    fn new() -> Result<Self, SearchError> {
         let mut schema = Schema::builder();
         let text = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
@@ -70,8 +98,7 @@ impl KeywordIndex {
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         );
         let fields = Fields {
-            key: schema.add_u64_field("key", INDEXED | STORED | FAST),
-            tenant: schema.add_text_field("tenant", STRING),
+            key: schema.add_u64_field("key", FAST),
             document: schema.add_text_field("document", STRING),
             meta: schema.add_text_field("meta", STRING),
             title: schema.add_text_field("title", text.clone()),
@@ -80,29 +107,28 @@ impl KeywordIndex {
         };
         let index = Index::create_in_ram(schema.build());
         index.tokenizers().register(ANALYZER, analyzer());
-        let writer = index.writer_with_num_threads::<TantivyDocument>(1, WRITER_MEMORY)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { index, reader, writer: Mutex::new(writer), fields })
+        Ok(Self { index, reader, writing: Mutex::new(()), fields })
     }
 
-    /// Replaces everything indexed for `document` of `tenant` by `chunks` (none: removes the
-    /// document), visible to searches when this returns. Cost: one commit, a few ms.
-    pub fn replace(&self, tenant: &str, document: &str, chunks: &[KeywordChunk<'_>]) -> Result<(), SearchError> {
-        self.apply(&[(tenant, document, chunks)])
-    }
-
-    /// [`KeywordIndex::replace`] for many documents in one commit.
-    pub fn apply(&self, documents: &[(&str, &str, &[KeywordChunk<'_>])]) -> Result<(), SearchError> {
+    /// Replaces each document's chunks in one commit. The writer lives for the commit only
+    /// (one indexing and one merging thread), so an idle tenant holds no threads; merges it
+    /// started are finished before this returns.
+    fn apply(&self, documents: &[DocumentChunks<'_>]) -> Result<(), SearchError> {
         let f = self.fields;
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        for &(tenant, document, chunks) in documents {
-            let scoped = document_key(tenant, document);
-            writer.delete_term(Term::from_field_text(f.document, &scoped));
+        let _one_writer = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let options = IndexWriterOptions::builder()
+            .memory_budget_per_thread(WRITER_MEMORY)
+            .num_worker_threads(1)
+            .num_merge_threads(1)
+            .build();
+        let mut writer = self.index.writer_with_options::<TantivyDocument>(options)?;
+        for &(document, chunks) in documents {
+            writer.delete_term(Term::from_field_text(f.document, document));
             for chunk in chunks {
                 let mut doc = doc!(
                     f.key => chunk.key,
-                    f.tenant => tenant,
-                    f.document => scoped.as_str(),
+                    f.document => document,
                     f.title => chunk.title,
                     f.heading => chunk.heading,
                     f.body => chunk.text,
@@ -114,14 +140,118 @@ impl KeywordIndex {
             }
         }
         writer.commit()?;
-        drop(writer);
+        writer.wait_merging_threads()?;
         self.reader.reload()?;
         Ok(())
     }
 
+    fn search(
+        &self,
+        terms: &[String],
+        metadata: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<(u64, f32)>, SearchError> {
+        let f = self.fields;
+        // One flat disjunction of (field, term) clauses, the boost folded into each term's
+        // weight: it scores exactly what a per-word, per-field nested query would, and it is
+        // the shape block-max WAND applies to.
+        let mut words: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * FIELD_BOOSTS.len());
+        for term in terms {
+            for (name, boost) in FIELD_BOOSTS {
+                let query = TermQuery::new(Term::from_field_text(f.text(name), term), IndexRecordOption::WithFreqs);
+                words.push((Occur::Should, Box::new(BoostQuery::new(Box::new(query), boost))));
+            }
+        }
+        let words = BooleanQuery::new(words);
+        let query: Box<dyn Query> = if metadata.is_empty() {
+            Box::new(words)
+        } else {
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(words))];
+            for (k, v) in metadata {
+                let term = Term::from_field_text(f.meta, &meta_term(k, v));
+                clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+            }
+            Box::new(BooleanQuery::new(clauses))
+        };
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)))?;
+        // Keys come from the fast-field column, one per segment: no stored document is read.
+        let mut keys: HashMap<u32, Column<u64>> = HashMap::new();
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let column = match keys.entry(address.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(column) => column.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(searcher.segment_reader(address.segment_ord).fast_fields().u64("key")?)
+                }
+            };
+            if let Some(key) = column.first(address.doc_id) {
+                hits.push((key, score));
+            }
+        }
+        Ok(hits)
+    }
+
+    fn len(&self) -> usize {
+        self.reader.searcher().num_docs() as usize
+    }
+}
+
+/// A BM25 index of chunks, one tantivy index per tenant.
+pub struct KeywordIndex {
+    tenants: RwLock<HashMap<String, Arc<TenantIndex>>>,
+    analyzer: TextAnalyzer,
+}
+
+impl KeywordIndex {
+    /// An empty index.
+    pub fn new() -> Result<Self, SearchError> {
+        Ok(Self { tenants: RwLock::new(HashMap::new()), analyzer: analyzer() })
+    }
+
+    /// Replaces everything indexed for `document` of `tenant` by `chunks` (none: removes the
+    /// document), visible to searches when this returns. Cost: one commit, a few ms.
+    pub fn replace(&self, tenant: &str, document: &str, chunks: &[KeywordChunk<'_>]) -> Result<(), SearchError> {
+        self.apply(&[(tenant, document, chunks)])
+    }
+
+    /// [`KeywordIndex::replace`] for many documents: one commit per tenant they belong to.
+    pub fn apply(&self, documents: &[(&str, &str, &[KeywordChunk<'_>])]) -> Result<(), SearchError> {
+        let mut by_tenant: Vec<(&str, Vec<DocumentChunks<'_>>)> = Vec::new();
+        for &(tenant, document, chunks) in documents {
+            match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, docs)) => docs.push((document, chunks)),
+                None => by_tenant.push((tenant, vec![(document, chunks)])),
+            }
+        }
+        for (tenant, docs) in by_tenant {
+            let index = match self.tenant(tenant) {
+                Some(index) => index,
+                None if docs.iter().all(|(_, chunks)| chunks.is_empty()) => continue,
+                None => {
+                    let mut tenants = self.tenants.write().unwrap_or_else(PoisonError::into_inner);
+                    match tenants.get(tenant) {
+                        Some(index) => Arc::clone(index),
+                        None => {
+                            let index = Arc::new(TenantIndex::new()?);
+                            tenants.insert(tenant.to_owned(), Arc::clone(&index));
+                            index
+                        }
+                    }
+                }
+            };
+            index.apply(&docs)?;
+        }
+        Ok(())
+    }
+
+    fn tenant(&self, tenant: &str) -> Option<Arc<TenantIndex>> {
+        self.tenants.read().unwrap_or_else(PoisonError::into_inner).get(tenant).cloned()
+    }
+
     /// How many chunks are indexed, every tenant together.
     pub fn len(&self) -> usize {
-        self.reader.searcher().num_docs() as usize
+        self.tenants.read().unwrap_or_else(PoisonError::into_inner).values().map(|t| t.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -138,36 +268,26 @@ impl KeywordIndex {
         metadata: &[(String, String)],
         limit: usize,
     ) -> Result<Vec<(u64, f32)>, SearchError> {
-        let f = self.fields;
-        let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.heading, f.body]);
-        parser.set_field_boost(f.title, 2.0);
-        parser.set_field_boost(f.heading, 1.5);
-        let (words, _ignored) = parser.parse_query_lenient(&plain_words(text));
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, words),
-            (Occur::Must, Box::new(TermQuery::new(Term::from_field_text(f.tenant, tenant), IndexRecordOption::Basic))),
-        ];
-        for (k, v) in metadata {
-            let term = Term::from_field_text(f.meta, &meta_term(k, v));
-            clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        let Some(index) = self.tenant(tenant) else { return Ok(Vec::new()) };
+        let terms = self.terms(text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
         }
-        let query = BooleanQuery::new(clauses);
-        let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)))?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            if let Some(key) = doc.get_first(f.key).and_then(|v| v.as_u64()) {
-                hits.push((key, score));
-            }
-        }
-        Ok(hits)
+        index.search(&terms, metadata, limit)
     }
-}
 
-/// A document's id scoped by its tenant; the unit separator cannot occur in either.
-fn document_key(tenant: &str, document: &str) -> String {
-    format!("{tenant}\u{1f}{document}")
+    /// The indexed form of each word of `text` (lower-cased, stemmed, stop words dropped),
+    /// in order, repeats kept: a word said twice counts twice, as it would in a parsed query.
+    fn terms(&self, text: &str) -> Vec<String> {
+        let mut analyzer = self.analyzer.clone();
+        let words = plain_words(text);
+        let mut stream = analyzer.token_stream(&words);
+        let mut terms = Vec::new();
+        while stream.advance() {
+            terms.push(stream.token().text.clone());
+        }
+        terms
+    }
 }
 
 fn meta_term(key: &str, value: &str) -> String {
@@ -239,6 +359,41 @@ mod tests {
         idx.replace("acme", "tracking", &[]).unwrap();
         assert!(idx.search("acme", "tracking", &[], 5).unwrap().is_empty());
         assert_eq!(idx.len(), 2);
+    }
+
+    #[test]
+    fn one_tenants_chunks_do_not_move_anothers_scores() {
+        let idx = index();
+        let before = idx.search("acme", "reset password", &[], 3).unwrap();
+        let many: Vec<String> = (0..50).map(|i| format!("password reset help number {i}")).collect();
+        let chunks: Vec<KeywordChunk<'_>> = many.iter().map(|t| chunk(100, "Password", t, &[])).collect();
+        idx.replace("other", "flood", &chunks).unwrap();
+        let after = idx.search("acme", "reset password", &[], 3).unwrap();
+        assert_eq!(before, after, "term statistics are per tenant");
+        assert!(idx.search("nobody", "password", &[], 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_flat_query_scores_what_the_parsed_query_does() {
+        use tantivy::query::QueryParser;
+        let idx = index();
+        let text = "Where is my tracking number for the order order";
+        let tenant = idx.tenant("acme").unwrap();
+        let f = tenant.fields;
+        let mut parser = QueryParser::for_index(&tenant.index, vec![f.title, f.heading, f.body]);
+        parser.set_field_boost(f.title, 2.0);
+        parser.set_field_boost(f.heading, 1.5);
+        let (parsed, _) = parser.parse_query_lenient(&plain_words(text));
+        let searcher = tenant.reader.searcher();
+        let mut expected: Vec<f32> =
+            searcher.search(&parsed, &TopDocs::with_limit(10)).unwrap().into_iter().map(|(s, _)| s).collect();
+        let mut got: Vec<f32> = idx.search("acme", text, &[], 10).unwrap().into_iter().map(|(_, s)| s).collect();
+        expected.sort_by(f32::total_cmp);
+        got.sort_by(f32::total_cmp);
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-4, "{got:?} vs {expected:?}");
+        }
     }
 
     #[test]

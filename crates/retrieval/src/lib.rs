@@ -27,7 +27,7 @@ pub use embed::{
     RemoteEmbedder, RemoteEmbedderConfig,
 };
 pub use fusion::{Fusion, FusionMethod};
-pub use ingest::{load_folder, parse_document, SourceDefaults, SourceFormat};
+pub use ingest::{load_folder, parse_document, parse_document_bytes, SourceDefaults, SourceFormat};
 pub use keyword::{KeywordChunk, KeywordIndex, SearchError};
 pub use knowledge::{
     chunk_key, ContextConfig, Hit, IndexedDocument, KnowledgeBase, KnowledgeError, RankedScore, Reranker, ScoredChunk,

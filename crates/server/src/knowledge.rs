@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use concierge_core::{Chunk, Document, DocumentId, TenantId};
 use concierge_retrieval::{
-    load_folder, parse_document, Article, ArticleError, BatchingConfig, BatchingEmbedder, Child, Chunks, EmbedError,
-    Embedder, IndexedDocument, KnowledgeBase, LocalEmbedder, LocalEmbedderConfig, Parent, RemoteEmbedder,
+    load_folder, parse_document_bytes, Article, ArticleError, BatchingConfig, BatchingEmbedder, Child, Chunks,
+    EmbedError, Embedder, IndexedDocument, KnowledgeBase, LocalEmbedder, LocalEmbedderConfig, Parent, RemoteEmbedder,
     RemoteEmbedderConfig, SearchRequest, SearchResults, SourceDefaults, SourceFormat, VectorIndex, VectorIndexConfig,
 };
 use concierge_store::Store;
@@ -77,9 +77,14 @@ pub struct DocumentSummary {
 pub struct NewDocument {
     /// The company's own id: 1 to 200 of `A-Z a-z 0-9 . _ - /`, e.g. `billing/refunds`.
     pub id: String,
-    pub content: String,
-    /// `markdown` (default; may carry `+++` front matter), `text` or `html`, or a media
-    /// type such as `text/html`.
+    /// The document's text, for the text formats.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// The document's bytes in standard base64, for a PDF (or a text format's file as is).
+    #[serde(default)]
+    pub content_base64: Option<String>,
+    /// `markdown` (default; may carry `+++` front matter), `text`, `html` or `pdf`, or a
+    /// media type such as `text/html` or `application/pdf`.
     #[serde(default)]
     pub format: Option<String>,
     #[serde(default)]
@@ -117,8 +122,25 @@ impl NewDocument {
         let format = match self.format.as_deref() {
             None => SourceFormat::Markdown,
             Some(name) => SourceFormat::from_name(name).ok_or_else(|| {
-                KnowledgeError::Invalid(format!("format `{name}` is not one of markdown, text, html"))
+                KnowledgeError::Invalid(format!("format `{name}` is not one of markdown, text, html, pdf"))
             })?,
+        };
+        let bytes = match (&self.content, &self.content_base64) {
+            (Some(_), None) if format.is_binary() => {
+                return Err(KnowledgeError::Invalid("a pdf document is sent as `content_base64`".into()));
+            }
+            (Some(text), None) => text.clone().into_bytes(),
+            (None, Some(encoded)) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .map_err(|e| KnowledgeError::Invalid(format!("content_base64 is not standard base64: {e}")))?
+            }
+            _ => {
+                return Err(KnowledgeError::Invalid(
+                    "give exactly one of `content` (text) and `content_base64` (bytes, e.g. a PDF)".into(),
+                ))
+            }
         };
         for (name, value) in [("title", &self.title), ("category", &self.category), ("product", &self.product)] {
             if value.as_ref().is_some_and(|v| v.trim().is_empty() || v.chars().count() > MAX_FIELD_CHARS) {
@@ -134,7 +156,7 @@ impl NewDocument {
         let defaults =
             SourceDefaults { id: self.id.clone(), title: None, category: "general".into(), product: None, url: None };
         let origin = PathBuf::from(format!("document {}", self.id));
-        let mut article = parse_document(&origin, &self.content, format, &defaults)?;
+        let mut article = parse_document_bytes(&origin, &bytes, format, &defaults)?;
         // What the request says wins over the document's own front matter.
         article.id = self.id;
         article.title = self.title.unwrap_or(article.title);
@@ -334,12 +356,12 @@ impl Knowledge {
 
     /// Ingests one file (any format read), recording `source` as where it came from.
     pub async fn ingest_file(&self, tenant: &TenantId, path: &Path) -> Result<IngestOutcome, KnowledgeError> {
-        let format = SourceFormat::from_path(path)
-            .ok_or_else(|| KnowledgeError::Invalid(format!("{}: not a Markdown, text or HTML file", path.display())))?;
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ArticleError::Read { path: path.to_owned(), source })?;
+        let format = SourceFormat::from_path(path).ok_or_else(|| {
+            KnowledgeError::Invalid(format!("{}: not a Markdown, text, HTML or PDF file", path.display()))
+        })?;
+        let bytes = std::fs::read(path).map_err(|source| ArticleError::Read { path: path.to_owned(), source })?;
         let root = path.parent().unwrap_or(Path::new(""));
-        let article = parse_document(path, &text, format, &SourceDefaults::for_file(root, path))?;
+        let article = parse_document_bytes(path, &bytes, format, &SourceDefaults::for_file(root, path))?;
         let outcome = self.ingest(tenant, article, &file_source(path)).await?;
         self.save()?;
         Ok(outcome)

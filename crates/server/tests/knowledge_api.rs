@@ -122,6 +122,47 @@ async fn a_question_nothing_answers_is_not_found_and_the_answer_says_so() {
     assert_eq!(reply["reply"]["metadata"]["retrieval"]["not_found"], true);
 }
 
+/// The PDF the retrieval crate's ingest tests read (fpdf2's output, see its generator).
+const WARRANTY_PDF: &[u8] = include_bytes!("../../retrieval/tests/fixtures/warranty.pdf");
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn a_pdf_sent_as_base64_is_ingested_by_section_and_answers_searches() {
+    let server = TestServer::start().await;
+    let doc = json!({ "id": "care/warranty", "format": "application/pdf", "content_base64": base64(WARRANTY_PDF) });
+    let (status, body) = put(&server, doc).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["document"]["title"], "Acme appliance warranty");
+    let (status, found) = get(&server, "/v1/search?q=is%20damage%20from%20the%20wrong%20voltage%20covered").await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let hit = found["results"].as_array().unwrap().iter().take(3).find(|r| r["document_id"] == "care/warranty");
+    let hit = hit.unwrap_or_else(|| panic!("the PDF's section is among the top 3: {found}"));
+    assert_eq!(hit["section"], "What it does not cover", "{hit}");
+    assert!(
+        hit["text"].as_str().unwrap().starts_with("Limescale, accidental drops, damage from the wrong voltage"),
+        "{hit}"
+    );
+
+    let cases = [
+        json!({ "id": "p", "format": "pdf", "content_base64": base64(b"plain words, not a PDF") }),
+        json!({ "id": "p", "format": "pdf", "content_base64": base64(&WARRANTY_PDF[..900]) }),
+        json!({ "id": "p", "format": "pdf", "content_base64": "%%% not base64 %%%" }),
+        json!({ "id": "p", "format": "pdf", "content": "text where bytes belong", "content_base64": base64(WARRANTY_PDF) }),
+        json!({ "id": "p", "format": "text" }),
+    ];
+    for body in cases {
+        let (got, answer) = put(&server, body.clone()).await;
+        assert_eq!((got, code(&answer)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document"), "{body}: {answer}");
+    }
+    let (status, list) = get(&server, "/v1/documents").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list["documents"].as_array().unwrap().iter().all(|d| d["id"] != "p"), "nothing refused was kept");
+}
+
 #[tokio::test]
 async fn bad_documents_and_searches_are_refused_with_their_codes() {
     let server = TestServer::start().await;

@@ -123,6 +123,15 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
+    pub(crate) fn tenant(&self) -> Symbol {
+        self.tenant
+    }
+
+    /// Whether the filter asks for nothing but the tenant.
+    pub(crate) fn is_tenant_only(&self) -> bool {
+        self.required.is_empty()
+    }
+
     pub(crate) fn admits(&self, attributes: &Attributes) -> bool {
         // A chunk has a handful of metadata pairs: a linear scan beats any lookup structure.
         attributes.tenant == self.tenant && self.required.iter().all(|pair| attributes.metadata.contains(pair))

@@ -145,6 +145,16 @@ impl Graph {
         }
     }
 
+    /// [`Graph::search`] with every node admitted: no call back into Rust during the walk.
+    pub(crate) fn search_all(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>, VectorError> {
+        let found = match self.precision {
+            Precision::Float32 => self.index.search(query, count),
+            Precision::Int8 => self.index.search(&quantize_i8(query), count),
+        }
+        .map_err(graph_error)?;
+        Ok(found.keys.into_iter().zip(found.distances).map(|(key, distance)| (key, 1.0 - distance)).collect())
+    }
+
     /// Up to `count` keys nearest to the unit vector `query` among those `admit` accepts,
     /// nearest first, each with the graph's estimate of its cosine similarity. `admit` runs
     /// inside the walk, on every node reached; the walk goes on past rejected nodes until it has

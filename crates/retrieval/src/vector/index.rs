@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::attributes::{Attributes, ChunkAttributes, Symbols, VectorFilter};
+use super::attributes::{Attributes, ChunkAttributes, Resolved, Symbol, Symbols, VectorFilter};
 use super::config::{Precision, VectorIndexConfig};
 use super::error::VectorError;
 use super::graph::{Graph, RESERVED_KEY};
@@ -30,6 +30,47 @@ pub(crate) struct State {
     pub(crate) graph: Graph,
     pub(crate) chunks: Chunks,
     pub(crate) symbols: Symbols,
+    /// How many chunks each tenant holds: a search by a tenant holding them all needs no
+    /// filter in the walk.
+    tenants: HashMap<Symbol, usize, foldhash::fast::RandomState>,
+}
+
+impl State {
+    pub(crate) fn new(graph: Graph, symbols: Symbols) -> Self {
+        Self { graph, chunks: Chunks::default(), symbols, tenants: HashMap::default() }
+    }
+
+    /// Holds `chunk` under `key`, returning what `key` held before.
+    pub(crate) fn insert_chunk(&mut self, key: u64, chunk: Chunk) -> Option<Chunk> {
+        *self.tenants.entry(chunk.attributes.tenant).or_default() += 1;
+        let before = self.chunks.insert(key, chunk);
+        if let Some(old) = &before {
+            self.forget_tenant_of(old);
+        }
+        before
+    }
+
+    pub(crate) fn remove_chunk(&mut self, key: u64) -> Option<Chunk> {
+        let removed = self.chunks.remove(&key);
+        if let Some(old) = &removed {
+            self.forget_tenant_of(old);
+        }
+        removed
+    }
+
+    fn forget_tenant_of(&mut self, chunk: &Chunk) {
+        if let Some(count) = self.tenants.get_mut(&chunk.attributes.tenant) {
+            *count -= 1;
+            if *count == 0 {
+                self.tenants.remove(&chunk.attributes.tenant);
+            }
+        }
+    }
+
+    /// Whether every chunk held passes `filter`, so the walk may skip checking it.
+    fn admits_all(&self, filter: &Resolved) -> bool {
+        filter.is_tenant_only() && self.tenants.get(&filter.tenant()).copied() == Some(self.chunks.len())
+    }
 }
 
 pub(crate) struct Chunk {
@@ -42,7 +83,7 @@ impl VectorIndex {
     /// An empty index.
     pub fn new(config: VectorIndexConfig) -> Result<Self, VectorError> {
         config.validate()?;
-        let state = State { graph: Graph::new(&config)?, chunks: Chunks::default(), symbols: Symbols::default() };
+        let state = State::new(Graph::new(&config)?, Symbols::default());
         Ok(Self::from_parts(config, state))
     }
 
@@ -102,7 +143,7 @@ impl VectorIndex {
         let unit = unit_vector(vector, self.config.dimensions)?;
         let mut state = self.write();
         let state = &mut *state;
-        state.chunks.remove(&key);
+        state.remove_chunk(key);
         // Asked of the graph, not of `chunks`: a failed removal may have left it only there.
         if state.graph.contains(key) {
             state.graph.remove(key)?;
@@ -110,14 +151,14 @@ impl VectorIndex {
         state.graph.add(key, &unit)?;
         let attributes = state.symbols.encode(attributes.tenant.as_str(), attributes.pairs());
         let exact = (self.config.precision == Precision::Int8).then(|| unit.into_boxed_slice());
-        state.chunks.insert(key, Chunk { attributes, exact });
+        state.insert_chunk(key, Chunk { attributes, exact });
         Ok(())
     }
 
     /// Removes `key`; `false` if it was not there.
     pub fn remove(&self, key: u64) -> Result<bool, VectorError> {
         let mut state = self.write();
-        let held = state.chunks.remove(&key).is_some();
+        let held = state.remove_chunk(key).is_some();
         if state.graph.contains(key) {
             state.graph.remove(key)?;
         }
@@ -162,14 +203,25 @@ impl VectorIndex {
         let Some(filter) = state.symbols.resolve(filter) else {
             return Ok(Vec::new());
         };
-        let admit = |key| state.chunks.get(&key).is_some_and(|chunk| filter.admits(&chunk.attributes));
+        // A deployment with one tenant (the usual case) walks without calling the filter back
+        // on every node: the same hits, for less work per node.
+        let unfiltered = state.admits_all(&filter);
+        let walk = |count: usize| {
+            if unfiltered {
+                state.graph.search_all(&query, count)
+            } else {
+                state.graph.search(&query, count, |key| {
+                    state.chunks.get(&key).is_some_and(|chunk| filter.admits(&chunk.attributes))
+                })
+            }
+        };
         let mut hits = {
             let _slot = self.slots.acquire();
             match self.config.precision {
-                Precision::Float32 => state.graph.search(&query, k, admit)?,
+                Precision::Float32 => walk(k)?,
                 Precision::Int8 => {
                     let candidates = k.saturating_mul(self.config.rescore_factor).min(state.chunks.len());
-                    rescore(&state.chunks, &query, state.graph.search(&query, candidates, admit)?)
+                    rescore(&state.chunks, &query, walk(candidates)?)
                 }
             }
         };

@@ -23,7 +23,7 @@ use super::attributes::Symbols;
 use super::config::{Precision, VectorIndexConfig};
 use super::error::VectorError;
 use super::graph::Graph;
-use super::index::{Chunk, Chunks, State};
+use super::index::{Chunk, State};
 
 /// Bumped whenever a file's layout changes; [`read`] refuses every other version.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -153,10 +153,10 @@ fn rebuild_state(config: &VectorIndexConfig, graph: Graph, stored: Vec<StoredChu
     if graph.len() != stored.len() {
         return Err(format!("{} chunks but {} vectors in the graph", stored.len(), graph.len()));
     }
-    let mut symbols = Symbols::default();
-    let mut chunks = Chunks::with_capacity_and_hasher(stored.len(), Default::default());
+    let mut state = State::new(graph, Symbols::default());
+    state.chunks.reserve(stored.len());
     for chunk in stored {
-        if !graph.contains(chunk.key) {
+        if !state.graph.contains(chunk.key) {
             return Err(format!("chunk {} has no vector in the graph", chunk.key));
         }
         let exact = match (config.precision, chunk.exact) {
@@ -165,12 +165,12 @@ fn rebuild_state(config: &VectorIndexConfig, graph: Graph, stored: Vec<StoredChu
             _ => return Err(format!("chunk {}: full-precision vector missing or of the wrong length", chunk.key)),
         };
         let metadata = chunk.metadata.iter().map(|(key, value)| (key.as_ref(), value.as_ref()));
-        let attributes = symbols.encode(&chunk.tenant, metadata);
-        if chunks.insert(chunk.key, Chunk { attributes, exact }).is_some() {
+        let attributes = state.symbols.encode(&chunk.tenant, metadata);
+        if state.insert_chunk(chunk.key, Chunk { attributes, exact }).is_some() {
             return Err(format!("chunk {} stored twice", chunk.key));
         }
     }
-    Ok(State { graph, chunks, symbols })
+    Ok(state)
 }
 
 fn read_manifest(path: &Path) -> Result<Manifest, VectorError> {
