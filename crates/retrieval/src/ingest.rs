@@ -98,7 +98,7 @@ pub fn parse_document_bytes(
 ) -> Result<Article, ArticleError> {
     match format {
         SourceFormat::Pdf => parse_document(origin, &pdf_text(origin, bytes)?, SourceFormat::Text, defaults),
-        _ => parse_document(origin, &lossy_utf8(bytes), format, defaults),
+        _ => parse_document(origin, &String::from_utf8_lossy(bytes), format, defaults),
     }
 }
 
@@ -168,10 +168,6 @@ pub fn load_folder(root: &Path) -> Result<Vec<Article>, ArticleError> {
     Ok(articles)
 }
 
-fn lossy_utf8(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// A PDF's text, one paragraph per block of lines, a short line standing alone as a `##`
 /// heading, so that the chunker cuts it by section as it does Markdown.
 fn pdf_text(origin: &Path, bytes: &[u8]) -> Result<String, ArticleError> {
@@ -193,8 +189,8 @@ fn pdf_text(origin: &Path, bytes: &[u8]) -> Result<String, ArticleError> {
 
 /// Undoes a PDF's layout: lines of one paragraph joined (a word hyphenated across a line
 /// break rejoined), paragraphs parted by blank lines unless the next opens in lower case,
-/// a block of one short line without closing punctuation taken for a heading. The first paragraph is left as it is, so that a title
-/// line stays the document's title.
+/// a block of one short line without closing punctuation taken for a heading. The first
+/// paragraph is left as it is, so that a title line stays the document's title.
 fn pdf_paragraphs(extracted: &str) -> String {
     let mut paragraphs: Vec<String> = Vec::new();
     let mut lines: Vec<&str> = Vec::new();
@@ -205,24 +201,13 @@ fn pdf_paragraphs(extracted: &str) -> String {
         let one_line = lines.len() == 1;
         let mut joined = String::new();
         for line in lines.drain(..) {
-            let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
-            if joined.ends_with('-') && line.starts_with(|c: char| c.is_lowercase()) {
-                joined.pop();
-            } else if !joined.is_empty() {
-                joined.push(' ');
-            }
-            joined.push_str(&line);
+            continue_with(&mut joined, &line.split_whitespace().collect::<Vec<_>>().join(" "));
         }
         // A block opening in lower case continues the one before, cut by a page break or
         // by the extractor's reading of a wider line gap.
         if let Some(last) = paragraphs.last_mut().filter(|last| !last.starts_with("## ")) {
-            if joined.starts_with(|c: char| c.is_lowercase()) {
-                if !last.ends_with('-') {
-                    last.push(' ');
-                } else {
-                    last.pop();
-                }
-                last.push_str(&joined);
+            if opens_lower(&joined) {
+                continue_with(last, &joined);
                 return;
             }
         }
@@ -244,6 +229,21 @@ fn pdf_paragraphs(extracted: &str) -> String {
     }
     flush(&mut lines, &mut paragraphs);
     paragraphs.join("\n\n")
+}
+
+fn opens_lower(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_lowercase())
+}
+
+/// Appends `next` to the text it continues: a word hyphenated across the break rejoined,
+/// else a space between.
+fn continue_with(text: &mut String, next: &str) {
+    if text.ends_with('-') && opens_lower(next) {
+        text.pop();
+    } else if !text.is_empty() {
+        text.push(' ');
+    }
+    text.push_str(next);
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ArticleError> {

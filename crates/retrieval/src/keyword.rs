@@ -90,7 +90,7 @@ struct TenantIndex {
 }
 
 impl TenantIndex {
-    fn new() -> Result<Self, SearchError> {
+    fn new(analyzer: &TextAnalyzer) -> Result<Self, SearchError> {
         let mut schema = Schema::builder();
         let text = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
@@ -106,7 +106,7 @@ impl TenantIndex {
             body: schema.add_text_field("body", text),
         };
         let index = Index::create_in_ram(schema.build());
-        index.tokenizers().register(ANALYZER, analyzer());
+        index.tokenizers().register(ANALYZER, analyzer.clone());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(Self { index, reader, writing: Mutex::new(()), fields })
     }
@@ -233,7 +233,7 @@ impl KeywordIndex {
                     match tenants.get(tenant) {
                         Some(index) => Arc::clone(index),
                         None => {
-                            let index = Arc::new(TenantIndex::new()?);
+                            let index = Arc::new(TenantIndex::new(&self.analyzer)?);
                             tenants.insert(tenant.to_owned(), Arc::clone(&index));
                             index
                         }

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use concierge_core::{Chunk, Document, DocumentId, TenantId};
 use concierge_retrieval::{
-    load_folder, parse_document_bytes, Article, ArticleError, BatchingConfig, BatchingEmbedder, Child, Chunks,
-    EmbedError, Embedder, IndexedDocument, KnowledgeBase, LocalEmbedder, LocalEmbedderConfig, Parent, RemoteEmbedder,
-    RemoteEmbedderConfig, SearchRequest, SearchResults, SourceDefaults, SourceFormat, VectorIndex, VectorIndexConfig,
+    load_folder, parse_document, parse_document_bytes, Article, ArticleError, BatchingConfig, BatchingEmbedder, Child,
+    Chunks, EmbedError, Embedder, IndexedDocument, KnowledgeBase, LocalEmbedder, LocalEmbedderConfig, Parent,
+    RemoteEmbedder, RemoteEmbedderConfig, SearchRequest, SearchResults, SourceDefaults, SourceFormat, VectorIndex,
+    VectorIndexConfig,
 };
 use concierge_store::Store;
 use serde::Serialize;
@@ -117,7 +118,7 @@ pub fn check_document_id(id: &str) -> Result<(), KnowledgeError> {
 impl NewDocument {
     /// The article this document is, checked: a known format, a non-blank body, short
     /// metadata, an http(s) URL.
-    pub fn into_article(self) -> Result<Article, KnowledgeError> {
+    pub fn into_article(mut self) -> Result<Article, KnowledgeError> {
         check_document_id(&self.id)?;
         let format = match self.format.as_deref() {
             None => SourceFormat::Markdown,
@@ -125,16 +126,22 @@ impl NewDocument {
                 KnowledgeError::Invalid(format!("format `{name}` is not one of markdown, text, html, pdf"))
             })?,
         };
-        let bytes = match (&self.content, &self.content_base64) {
+        enum Body {
+            Text(String),
+            Bytes(Vec<u8>),
+        }
+        let body = match (self.content.take(), self.content_base64.take()) {
             (Some(_), None) if format.is_binary() => {
                 return Err(KnowledgeError::Invalid("a pdf document is sent as `content_base64`".into()));
             }
-            (Some(text), None) => text.clone().into_bytes(),
+            (Some(text), None) => Body::Text(text),
             (None, Some(encoded)) => {
                 use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .decode(encoded.trim())
-                    .map_err(|e| KnowledgeError::Invalid(format!("content_base64 is not standard base64: {e}")))?
+                Body::Bytes(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded.trim())
+                        .map_err(|e| KnowledgeError::Invalid(format!("content_base64 is not standard base64: {e}")))?,
+                )
             }
             _ => {
                 return Err(KnowledgeError::Invalid(
@@ -156,7 +163,10 @@ impl NewDocument {
         let defaults =
             SourceDefaults { id: self.id.clone(), title: None, category: "general".into(), product: None, url: None };
         let origin = PathBuf::from(format!("document {}", self.id));
-        let mut article = parse_document_bytes(&origin, &bytes, format, &defaults)?;
+        let mut article = match body {
+            Body::Text(text) => parse_document(&origin, &text, format, &defaults)?,
+            Body::Bytes(bytes) => parse_document_bytes(&origin, &bytes, format, &defaults)?,
+        };
         // What the request says wins over the document's own front matter.
         article.id = self.id;
         article.title = self.title.unwrap_or(article.title);

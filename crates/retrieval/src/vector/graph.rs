@@ -152,7 +152,7 @@ impl Graph {
             Precision::Int8 => self.index.search(&quantize_i8(query), count),
         }
         .map_err(graph_error)?;
-        Ok(found.keys.into_iter().zip(found.distances).map(|(key, distance)| (key, 1.0 - distance)).collect())
+        Ok(similarities(found))
     }
 
     /// Up to `count` keys nearest to the unit vector `query` among those `admit` accepts,
@@ -170,7 +170,12 @@ impl Graph {
             Precision::Int8 => self.index.filtered_search(&quantize_i8(query), count, admit),
         }
         .map_err(graph_error)?;
-        // Both metrics are distances of the form 1 − cosine.
-        Ok(found.keys.into_iter().zip(found.distances).map(|(key, distance)| (key, 1.0 - distance)).collect())
+        Ok(similarities(found))
     }
+}
+
+/// Each key found with its cosine similarity: both metrics are distances of the form
+/// 1 − cosine.
+fn similarities(found: usearch::ffi::Matches) -> Vec<(u64, f32)> {
+    found.keys.into_iter().zip(found.distances).map(|(key, distance)| (key, 1.0 - distance)).collect()
 }
