@@ -5,7 +5,8 @@
 //! [`ChunkAttributes`] (its tenant and a few metadata pairs such as category and product). Its
 //! graph is HNSW (through `usearch`, see `graph.rs`); a [`VectorFilter`] is checked on every
 //! node the graph search reaches, so a narrow filter still fills its `k` results instead of
-//! thinning out a top-k found without it. With [`Precision::Int8`] the graph walks quantised
+//! thinning out a top-k found without it; a filter that every chunk passes (the tenant
+//! holds them all, no metadata asked) is skipped. With [`Precision::Int8`] the graph walks quantised
 //! vectors and the best few candidates are rescored against full-precision copies.
 //!
 //! Invariant: a search never returns a chunk whose attributes fail its filter, and every score
