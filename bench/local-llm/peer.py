@@ -276,6 +276,7 @@ def main():
     out = {
         "side": "peer",
         "engine": f"llama-cpp-python {version()} (python -m llama_cpp.server)",
+        "model": model,
         "settings": {"command": " ".join(os.path.relpath(c, ROOT) if c == model else c for c in peer.command[1:]),
                      "threads": args.threads, "context_tokens": args.ctx, "batch_tokens": args.batch},
         "load_s": load,

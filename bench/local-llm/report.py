@@ -101,6 +101,9 @@ def main():
         ratios[label] = ratio
         rows.append(f"| {label} | {fmt(a)} | {fmt(b)} | {fmt(ratio)}× ({better} is better) |")
 
+    if concierge.get("model") != peer.get("model"):
+        print(f"warning: the sides loaded different files: {concierge.get('model')} and {peer.get('model')}")
+    print(f"model: {Path(concierge.get('model') or '?').name}\n")
     print(f"| measurement | Concierge | {peer['engine'].split(' (')[0]} | Concierge / peer |")
     print("|---|---:|---:|---:|")
     print("\n".join(rows))
@@ -112,6 +115,7 @@ def main():
 
     results = {
         "machine": machine(),
+        "model": Path(concierge.get("model") or "").name,
         "versions": {
             "peer": peer["engine"],
             "concierge": concierge["engine"],

@@ -330,6 +330,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = json!({
         "side": "concierge",
         "engine": format!("concierge-llm {} local (llama-cpp-2)", env!("CARGO_PKG_VERSION")),
+        "model": config.path.display().to_string(),
         "settings": {
             "threads": config.threads,
             "context_tokens": config.context_tokens,
