@@ -3,11 +3,11 @@
     requantize_gguf.py SOURCE DEST --from Q5_0,Q6_K [--keep token_embd.weight]
 
 The published Qwen2.5-Coder-0.5B Q4_K_M file keeps most of its matrices in Q5_0 (their rows
-of 896 values do not fit the K-quants' 256-value blocks) and half of `ffn_down` in Q6_K.
-llama.cpp has no repacked x86 kernels for either, so a prompt is evaluated through its
-generic dot products; in Q8_0 the same matrices go through the int8 kernels, and prompts are
-evaluated faster. Each weight is dequantised and rounded again to 1/254 of its block's
-largest magnitude: close to lossless, since Q5_0 and Q6_K hold fewer levels than Q8_0.
+of 896 values do not fit the K-quants' 256-value blocks) and half of `ffn_down` in Q6_K. On
+a CPU with AVX2 only, llama.cpp evaluates prompts faster with those matrices in Q8_0 (with
+AVX-512 it is as fast either way; bench/README.md has both). Each weight is dequantised and
+rounded again to 1/254 of its block's largest magnitude: close to lossless, since Q5_0 and
+Q6_K hold fewer levels than Q8_0.
 
 Run by scripts/fetch-models with pinned `gguf` and `numpy` (its tool environment), which
 checks the result against the sha256 in scripts/models.lock: the output is a function of the
@@ -67,7 +67,6 @@ def main():
     converted = 0
     for index, tensor in enumerate(reader.tensors, 1):
         if tensor.tensor_type in from_types and tensor.name not in keep:
-            # The reader's shape is ggml's (fastest dimension first); numpy's is reversed.
             weights = dequantize(tensor.data, tensor.tensor_type)
             data = quantize(weights.astype(np.float32), GGMLQuantizationType.Q8_0)
             writer.add_tensor(tensor.name, data, raw_shape=data.shape,
