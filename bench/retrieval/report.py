@@ -212,6 +212,10 @@ def main():
                              "peer-embed": peer_embed})))
 
     if args.results:
+        # The sample vectors only serve the agreement figure, which the comparison keeps.
+        for side in (concierge_embed, peer_embed):
+            for workload in ((side or {}).get("workloads") or {}).values():
+                workload.pop("sample_vectors", None)
         args.results.write_text(json.dumps({
             "machine": machine(), "data": meta, "indexes": present, "qps_at_equal_recall": qps_rows,
             "target_recall": TARGET_RECALL, "embedding": {"concierge": concierge_embed, "peer": peer_embed,

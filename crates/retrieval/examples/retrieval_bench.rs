@@ -603,7 +603,7 @@ fn measure_hybrid(args: &Args) -> Result<Value> {
     Ok(json!({
         "engine": "concierge",
         "status": "measured",
-        "library": "concierge-retrieval KnowledgeBase::search_with_vector (BM25 + VectorIndex float32, RRF, MMR)",
+        "library": "concierge-retrieval KnowledgeBase::search_with_vector (BM25 + VectorIndex float32, weighted fusion, MMR)",
         "chunks": kb.len(),
         "queries": requests.len(),
         "settings": serde_json::to_value(&settings)?,

@@ -109,22 +109,29 @@ pub fn mmr(
     lambda: f32,
     similarity: impl Fn(u64, u64) -> Option<f32>,
 ) -> Vec<(u64, f32)> {
-    let relevance: Vec<(u64, f32)> = normalised(candidates).collect();
+    let relevance: Vec<f32> = normalised(candidates).map(|(_, score)| score).collect();
+    // Each candidate's highest similarity to a pick so far, brought up to date with each new
+    // pick alone: one similarity per candidate and pick, not one per pair of picks again.
+    let mut redundancy = vec![0.0_f32; candidates.len()];
     let mut left: Vec<usize> = (0..candidates.len()).collect();
     let mut picked: Vec<usize> = Vec::with_capacity(take.min(candidates.len()));
     while picked.len() < take && !left.is_empty() {
-        let value = |i: usize| {
-            let redundancy =
-                picked.iter().filter_map(|&p| similarity(candidates[i].0, candidates[p].0)).fold(0.0_f32, f32::max);
-            lambda * relevance[i].1 - (1.0 - lambda) * redundancy
-        };
+        let value = |i: usize| lambda * relevance[i] - (1.0 - lambda) * redundancy[i];
         let (position, _) = left
             .iter()
             .enumerate()
             .map(|(pos, &i)| (pos, value(i)))
             // The first of equal values wins: the higher-ranked candidate.
             .fold((0, f32::NEG_INFINITY), |best, (pos, v)| if v > best.1 { (pos, v) } else { best });
-        picked.push(left.remove(position));
+        let pick = left.remove(position);
+        picked.push(pick);
+        if picked.len() < take {
+            for &i in &left {
+                if let Some(similar) = similarity(candidates[i].0, candidates[pick].0) {
+                    redundancy[i] = redundancy[i].max(similar);
+                }
+            }
+        }
     }
     picked.into_iter().map(|i| candidates[i]).collect()
 }

@@ -2,8 +2,8 @@
 //! run in-process on the CPU with candle.
 //!
 //! The pipeline is the one sentence-transformers defines for this model: WordPiece tokens
-//! truncated at `max_seq_length`, the BERT encoder, mean pooling over the real tokens (not
-//! the padding), L2 normalisation.
+//! truncated at `max_seq_length`, the BERT encoder, mean pooling over the real tokens, L2
+//! normalisation. The encoder is `encoder::Encoder`, which runs a batch without padding.
 //!
 //! Invariant: the model runs only on the embedder's own thread pool, sized by
 //! `LocalEmbedderConfig::threads`, so embedding never occupies the async runtime's threads
@@ -12,13 +12,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use super::encoder::{Encoder, Packed};
 use super::{l2_normalise, EmbedError, Embedder};
 
 /// The model's folder under `models/`, as scripts/fetch-models lays it out.
@@ -82,9 +83,8 @@ pub struct LocalEmbedder {
 /// outlive the call that started it.
 struct Model {
     id: String,
-    bert: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
-    device: Device,
     pool: rayon::ThreadPool,
 }
 
@@ -118,7 +118,9 @@ impl LocalEmbedder {
         let bert_config: BertConfig = read_json(&config_path)?;
         check_pooling(dir, shape.hidden_size)?;
         let max_tokens = max_tokens(dir, shape.max_position_embeddings)?;
-        let tokenizer = load_tokenizer(&tokenizer_path, max_tokens)?;
+        let mut tokenizer = load_tokenizer(&tokenizer_path, max_tokens)?;
+        // The encoder takes a batch's texts end to end, so nothing is padded.
+        tokenizer.with_padding(None);
 
         let device = Device::Cpu;
         let invalid_weights =
@@ -128,7 +130,7 @@ impl LocalEmbedder {
         let bytes = std::fs::read(&weights_path)
             .map_err(|e| EmbedError::ModelInvalid { path: weights_path.clone(), message: e.to_string() })?;
         let weights = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device).map_err(invalid_weights)?;
-        let bert = BertModel::load(weights, &bert_config).map_err(invalid_weights)?;
+        let encoder = Encoder::load(weights, &bert_config).map_err(invalid_weights)?;
 
         let id = format!("local/{}", config.name);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -139,7 +141,7 @@ impl LocalEmbedder {
             .panic_handler(|_| tracing::error!("the local embedding model panicked while embedding a batch"))
             .build()
             .map_err(|e| EmbedError::Config(format!("cannot start the embedding threads: {e}")))?;
-        let model = Model { id: id.clone(), bert, tokenizer, device, pool };
+        let model = Model { id: id.clone(), encoder, tokenizer, pool };
         Ok(Self { id, dimension: shape.hidden_size, max_tokens, model: Arc::new(model) })
     }
 
@@ -190,43 +192,15 @@ impl Model {
     fn embed_now(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let encodings = self.tokenizer.encode_batch(inputs, true).map_err(|e| self.tokenize_error(e))?;
-        let tokens = encodings.first().map_or(0, |e| e.len());
-        if encodings.iter().any(|e| e.len() != tokens) {
-            return Err(self.inference_error("the tokenizer did not pad the batch to one length"));
-        }
-        let mut ids = Vec::with_capacity(texts.len() * tokens);
-        let mut type_ids = Vec::with_capacity(texts.len() * tokens);
-        let mut mask = Vec::with_capacity(texts.len() * tokens);
+        let mut batch = Packed::default();
         for encoding in &encodings {
-            ids.extend_from_slice(encoding.get_ids());
-            type_ids.extend_from_slice(encoding.get_type_ids());
-            mask.extend_from_slice(encoding.get_attention_mask());
+            batch.push(encoding.get_ids(), encoding.get_type_ids());
         }
-        let shape = (texts.len(), tokens);
-        let mut vectors = self
-            .forward_pooled(
-                Tensor::from_vec(ids, shape, &self.device),
-                Tensor::from_vec(type_ids, shape, &self.device),
-                Tensor::from_vec(mask, shape, &self.device),
-            )
-            .map_err(|e| self.inference_error(e))?;
+        // Mean pooling would divide each sum by its token count; the L2 normalisation that
+        // follows makes the division moot, so it is skipped.
+        let mut vectors = self.encoder.forward_summed(&batch).map_err(|e| self.inference_error(e))?;
         vectors.iter_mut().for_each(|v| l2_normalise(v));
         Ok(vectors)
-    }
-
-    /// The encoder, then the sum of the hidden states of the real tokens of each text.
-    /// Mean pooling would divide that sum by the token count; the L2 normalisation that
-    /// follows makes the division moot, so it is skipped.
-    fn forward_pooled(
-        &self,
-        ids: candle_core::Result<Tensor>,
-        type_ids: candle_core::Result<Tensor>,
-        mask: candle_core::Result<Tensor>,
-    ) -> candle_core::Result<Vec<Vec<f32>>> {
-        let mask = mask?;
-        let hidden = self.bert.forward(&ids?, &type_ids?, Some(&mask))?;
-        let weights = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        hidden.broadcast_mul(&weights)?.sum(1)?.to_vec2()
     }
 
     fn tokenize_error(&self, error: impl std::fmt::Display) -> EmbedError {

@@ -16,6 +16,7 @@
 
 mod batching;
 mod cache;
+mod encoder;
 pub(crate) mod local;
 mod remote;
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{KnowledgeBase, KnowledgeError};
 use crate::fusion::{self, Fusion};
-use crate::vector::VectorFilter;
+use crate::vector::{dot, VectorFilter};
 
 /// Which indexes a search asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,17 +248,18 @@ impl KnowledgeBase {
             SearchMode::Vector => vector.clone(),
             SearchMode::Hybrid => fusion::fuse(settings.fusion, &keyword, &vector),
         };
-        let mut unit_vectors: HashMap<u64, Option<Vec<f32>>> = HashMap::new();
-        let mut vector_of = |key: u64| unit_vectors.entry(key).or_insert_with(|| self.vectors.vector(key)).clone();
+        // The vectors MMR compares and the similarities reported need, read in one go: the
+        // best `candidates` of the fused list (where MMR's picks almost always come from).
+        let held: HashMap<u64, Vec<f32>> = match query {
+            Some(_) => {
+                self.vectors.vectors(fused.iter().take(settings.candidates).map(|&(key, _)| key)).into_iter().collect()
+            }
+            None => HashMap::new(),
+        };
         let rerank = settings.rerank && self.reranker.is_some();
         let pool = if rerank { settings.rerank_candidates.max(limit) } else { limit };
         let chosen = match settings.mmr_lambda {
             Some(lambda) if query.is_some() && lambda < 1.0 => {
-                let held: HashMap<u64, Vec<f32>> = fused
-                    .iter()
-                    .take(settings.candidates)
-                    .filter_map(|&(key, _)| vector_of(key).map(|v| (key, v)))
-                    .collect();
                 fusion::mmr(&fused, pool, lambda, |a, b| Some(dot(held.get(&a)?, held.get(&b)?)))
             }
             _ => fused.iter().take(pool).copied().collect(),
@@ -276,7 +277,10 @@ impl KnowledgeBase {
                 .filter_map(|&(key, fused)| {
                     let child = catalog.children.get(&key)?;
                     let document = catalog.documents.get(&(child.tenant.clone(), child.document.clone()))?;
-                    let similarity = query.and_then(|q| vector_of(key).map(|v| dot(q, &v)));
+                    let similarity = query.and_then(|q| match held.get(&key) {
+                        Some(v) => Some(dot(q, v)),
+                        None => self.vectors.vector(key).map(|v| dot(q, &v)),
+                    });
                     Some(ScoredChunk {
                         key,
                         document_id: child.document.clone(),
@@ -335,10 +339,6 @@ impl KnowledgeBase {
         });
         Ok(())
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn elapsed_ms(since: Instant) -> f64 {

@@ -12,16 +12,19 @@
 //! thin out a finished top-k. An int8 graph with exact rescoring closes that gap: through this
 //! index it reaches recall 0.99 at about `instant-distance`'s rate.
 //!
+//! A float32 graph computes its distances with [`dot`] rather than usearch's own kernel, which
+//! sums float32 products in float64 (measured in bench/README.md, "Retrieval").
+//!
 //! This module is the only one that names usearch; it turns its exceptions into
 //! [`VectorError::Graph`] and knows which metric goes with which [`Precision`].
 
 use std::fmt::Display;
 
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind, VectorType};
 
 use super::config::{Precision, VectorIndexConfig};
 use super::error::VectorError;
-use super::numeric::quantize_i8;
+use super::numeric::{dot, quantize_i8};
 
 /// Room added when the graph is full: doubling, but never less than this.
 const MIN_GROWTH: usize = 1024;
@@ -50,6 +53,39 @@ impl Graph {
     }
 
     pub(crate) fn new(config: &VectorIndexConfig) -> Result<Self, VectorError> {
+        let mut index = Self::index(config)?;
+        Self::install_metric(&mut index, config)?;
+        Self::ready(index, config, MIN_GROWTH)
+    }
+
+    /// A graph read back from [`Graph::to_bytes`], with the search settings of `config`.
+    pub(crate) fn from_bytes(config: &VectorIndexConfig, bytes: &[u8]) -> Result<Self, VectorError> {
+        let mut index = Self::index(config)?;
+        index.load_from_buffer(bytes).map_err(graph_error)?;
+        let (metric, quantization) = Self::kinds(config.precision);
+        if index.dimensions() != config.dimensions
+            || index.metric_kind() != metric
+            || index.scalar_kind() != quantization
+        {
+            return Err(VectorError::Graph(format!(
+                "graph holds {}-dimensional {:?} vectors compared by {:?}; expected {} dimensions in {:?}",
+                index.dimensions(),
+                index.scalar_kind(),
+                index.metric_kind(),
+                config.dimensions,
+                config.precision,
+            )));
+        }
+        // Loading replaces the settings given at creation with the file's, the metric with
+        // usearch's own for the file's kind.
+        index.change_expansion_add(config.ef_construction);
+        index.change_expansion_search(config.ef_search);
+        Self::install_metric(&mut index, config)?;
+        let room = index.size() + MIN_GROWTH;
+        Self::ready(index, config, room)
+    }
+
+    fn index(config: &VectorIndexConfig) -> Result<Index, VectorError> {
         let (metric, quantization) = Self::kinds(config.precision);
         let options = IndexOptions {
             dimensions: config.dimensions,
@@ -60,34 +96,29 @@ impl Graph {
             expansion_search: config.ef_search,
             multi: false,
         };
-        let index = Index::new(&options).map_err(graph_error)?;
-        let graph = Self { index, precision: config.precision, contexts: config.max_concurrent_searches };
-        graph.reserve(MIN_GROWTH)?;
-        Ok(graph)
+        Index::new(&options).map_err(graph_error)
     }
 
-    /// A graph read back from [`Graph::to_bytes`], with the search settings of `config`.
-    pub(crate) fn from_bytes(config: &VectorIndexConfig, bytes: &[u8]) -> Result<Self, VectorError> {
-        let graph = Self::new(config)?;
-        graph.index.load_from_buffer(bytes).map_err(graph_error)?;
-        let (metric, quantization) = Self::kinds(config.precision);
-        if graph.index.dimensions() != config.dimensions
-            || graph.index.metric_kind() != metric
-            || graph.index.scalar_kind() != quantization
-        {
-            return Err(VectorError::Graph(format!(
-                "graph holds {}-dimensional {:?} vectors compared by {:?}; expected {} dimensions in {:?}",
-                graph.index.dimensions(),
-                graph.index.scalar_kind(),
-                graph.index.metric_kind(),
-                config.dimensions,
-                config.precision,
-            )));
+    /// Float32 distances through [`dot`]. Called once per `Index`: usearch keeps one closure
+    /// per index and would leak a replaced one.
+    fn install_metric(index: &mut Index, config: &VectorIndexConfig) -> Result<(), VectorError> {
+        if config.precision != Precision::Float32 {
+            return Ok(());
         }
-        // Loading replaces the settings given at creation with the file's.
-        graph.index.change_expansion_add(config.ef_construction);
-        graph.index.change_expansion_search(config.ef_search);
-        graph.reserve(graph.len() + MIN_GROWTH)?;
+        let dimensions = config.dimensions;
+        let inner_product = move |a: *const f32, b: *const f32| {
+            // SAFETY: usearch calls the metric with two vectors of the index's scalar kind
+            // (f32) and dimensions: stored ones, and queries, which `search` checks for length.
+            let (a, b) =
+                unsafe { (std::slice::from_raw_parts(a, dimensions), std::slice::from_raw_parts(b, dimensions)) };
+            1.0 - dot(a, b)
+        };
+        <f32 as VectorType>::change_metric(index, Box::new(inner_product)).map_err(graph_error)
+    }
+
+    fn ready(index: Index, config: &VectorIndexConfig, capacity: usize) -> Result<Self, VectorError> {
+        let graph = Self { index, precision: config.precision, contexts: config.max_concurrent_searches };
+        graph.reserve(capacity)?;
         Ok(graph)
     }
 

@@ -172,11 +172,20 @@ impl VectorIndex {
 
     /// The unit vector stored under `key`, at full precision.
     pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
+        Self::vector_in(&self.read(), &self.config, key)
+    }
+
+    /// [`VectorIndex::vector`] for each of `keys` that is held, under one read of the index.
+    pub fn vectors(&self, keys: impl IntoIterator<Item = u64>) -> Vec<(u64, Vec<f32>)> {
         let state = self.read();
+        keys.into_iter().filter_map(|key| Some((key, Self::vector_in(&state, &self.config, key)?))).collect()
+    }
+
+    fn vector_in(state: &State, config: &VectorIndexConfig, key: u64) -> Option<Vec<f32>> {
         let chunk = state.chunks.get(&key)?;
         match &chunk.exact {
             Some(exact) => Some(exact.to_vec()),
-            None => state.graph.vector(key, self.config.dimensions),
+            None => state.graph.vector(key, config.dimensions),
         }
     }
 

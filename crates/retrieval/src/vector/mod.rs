@@ -26,3 +26,4 @@ pub use attributes::{ChunkAttributes, VectorFilter};
 pub use config::{Precision, VectorIndexConfig};
 pub use error::VectorError;
 pub use index::VectorIndex;
+pub(crate) use numeric::dot;
