@@ -47,7 +47,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use tokenizers::{Encoding, PaddingDirection, PostProcessor, Tokenizer};
 
-use crate::embed::local::{load_tokenizer, read_json, required_file};
+use crate::embed::local::{load_tokenizer, read_json, required_file, Padding};
 use crate::embed::EmbedError;
 
 /// Where the cross-encoder is and how much of the machine it may use.
@@ -317,7 +317,7 @@ impl CrossEncoder {
 /// unless the query is longer than half the budget, and then never fails.
 fn load_pair_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, RerankError> {
     let invalid = |message: String| RerankError::Tokenizer { path: path.to_owned(), message };
-    let mut tokenizer = load_tokenizer(path, max_tokens).map_err(|e| match e {
+    let mut tokenizer = load_tokenizer(path, max_tokens, Padding::BatchLongest).map_err(|e| match e {
         EmbedError::ModelInvalid { message, .. } => invalid(message),
         other => RerankError::from_model_files(other),
     })?;

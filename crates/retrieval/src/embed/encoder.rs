@@ -131,7 +131,7 @@ impl Encoder {
             .map(|&(start, len)| {
                 let mut sum = vec![0.0f32; width];
                 for row in states[start * width..(start + len) * width].chunks_exact(width) {
-                    sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                    add_into(&mut sum, row);
                 }
                 sum
             })

@@ -118,9 +118,8 @@ impl LocalEmbedder {
         let bert_config: BertConfig = read_json(&config_path)?;
         check_pooling(dir, shape.hidden_size)?;
         let max_tokens = max_tokens(dir, shape.max_position_embeddings)?;
-        let mut tokenizer = load_tokenizer(&tokenizer_path, max_tokens)?;
         // The encoder takes a batch's texts end to end, so nothing is padded.
-        tokenizer.with_padding(None);
+        let tokenizer = load_tokenizer(&tokenizer_path, max_tokens, Padding::None)?;
 
         let device = Device::Cpu;
         let invalid_weights =
@@ -260,18 +259,29 @@ fn max_tokens(dir: &Path, positions: usize) -> Result<usize, EmbedError> {
     Ok(config.max_seq_length.min(positions))
 }
 
-/// tokenizer.json pads and truncates every input to a fixed 128 tokens. Padding a batch to
-/// its longest text wastes no work on short ones, and truncating at `max_tokens` lets long
-/// texts use the length the model was trained with.
-pub(crate) fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, EmbedError> {
+/// How a tokenizer pads a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Padding {
+    /// Not at all: for a model that takes a batch's texts end to end.
+    None,
+    /// To the batch's longest text: for a model that takes a rectangular batch.
+    BatchLongest,
+}
+
+/// tokenizer.json pads and truncates every input to a fixed 128 tokens. `padding` replaces
+/// that padding (none, or to the batch's longest text: either way no work on padding a
+/// batch does not need), and truncating at `max_tokens` lets long texts use the length the
+/// model was trained with.
+pub(crate) fn load_tokenizer(path: &Path, max_tokens: usize, padding: Padding) -> Result<Tokenizer, EmbedError> {
     let invalid = |message: String| EmbedError::ModelInvalid { path: path.to_owned(), message };
     let mut tokenizer = Tokenizer::from_file(path).map_err(|e| invalid(e.to_string()))?;
     let shipped = tokenizer.get_padding().cloned().unwrap_or_default();
-    tokenizer.with_padding(Some(PaddingParams {
-        strategy: PaddingStrategy::BatchLongest,
-        pad_to_multiple_of: None,
-        ..shipped
-    }));
+    tokenizer.with_padding(match padding {
+        Padding::None => None,
+        Padding::BatchLongest => {
+            Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, pad_to_multiple_of: None, ..shipped })
+        }
+    });
     tokenizer
         .with_truncation(Some(TruncationParams { max_length: max_tokens, ..TruncationParams::default() }))
         .map_err(|e| invalid(e.to_string()))?;

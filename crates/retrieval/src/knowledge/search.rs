@@ -248,21 +248,22 @@ impl KnowledgeBase {
             SearchMode::Vector => vector.clone(),
             SearchMode::Hybrid => fusion::fuse(settings.fusion, &keyword, &vector),
         };
-        // The vectors MMR compares and the similarities reported need, read in one go: the
-        // best `candidates` of the fused list (where MMR's picks almost always come from).
-        let held: HashMap<u64, Vec<f32>> = match query {
-            Some(_) => {
-                self.vectors.vectors(fused.iter().take(settings.candidates).map(|&(key, _)| key)).into_iter().collect()
-            }
-            None => HashMap::new(),
-        };
         let rerank = settings.rerank && self.reranker.is_some();
         let pool = if rerank { settings.rerank_candidates.max(limit) } else { limit };
-        let chosen = match settings.mmr_lambda {
-            Some(lambda) if query.is_some() && lambda < 1.0 => {
-                fusion::mmr(&fused, pool, lambda, |a, b| Some(dot(held.get(&a)?, held.get(&b)?)))
-            }
-            _ => fused.iter().take(pool).copied().collect(),
+        let mmr_lambda = settings.mmr_lambda.filter(|&lambda| query.is_some() && lambda < 1.0);
+        // The vectors MMR compares (the best `candidates` of the fused list, where its picks
+        // almost always come from) or, without MMR, those of the chunks kept, for the
+        // similarities reported: read in one go, under one lock.
+        let wanted = match (query, mmr_lambda) {
+            (None, _) => 0,
+            (Some(_), Some(_)) => settings.candidates,
+            (Some(_), None) => pool,
+        };
+        let held: HashMap<u64, Vec<f32>> =
+            self.vectors.vectors(fused.iter().take(wanted).map(|&(key, _)| key)).into_iter().collect();
+        let chosen = match mmr_lambda {
+            Some(lambda) => fusion::mmr(&fused, pool, lambda, |a, b| Some(dot(held.get(&a)?, held.get(&b)?))),
+            None => fused.iter().take(pool).copied().collect(),
         };
         timings.fusion_ms = elapsed_ms(at);
 
