@@ -14,6 +14,6 @@ pub mod support;
 pub mod tools;
 
 pub use grounding::{Evidence, GroundingGate, Verdict};
-pub use router::{IntentSpec, Router, RouterConfig, RouterError, Routing};
+pub use router::{IntentSpec, LlmRouting, Router, RouterConfig, RouterError, Routing};
 pub use support::{AgentConfig, AgentEvent, AgentParts, Answerer, SupportAgent, TurnInput, TurnOutcome};
 pub use tools::{BackendSpec, CallContext, Risk, ToolCallResult, ToolConfigError, ToolError, ToolRegistry, ToolSpec};

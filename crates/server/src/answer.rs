@@ -171,22 +171,33 @@ impl KnowledgeAnswerer {
         Ok((text, metadata))
     }
 
-    /// Adds one model call to the usage ledger, priced by `[llm.prices]`; returns its cost.
     async fn record_usage(&self, conversation: ConversationId, model: &str, usage: Usage) -> Result<i64, AnswerError> {
-        let prices = self.model.as_ref().map(|m| m.stack.prices());
-        let cost_micros = prices.map_or(0, |prices| prices.cost_micros(model, usage));
-        let record = UsageRecord {
-            tenant_id: self.tenant.clone(),
-            conversation_id: Some(conversation),
-            model: model.to_owned(),
-            prompt_tokens: saturating_i64(usage.prompt_tokens),
-            completion_tokens: saturating_i64(usage.completion_tokens),
-            cost_micros,
-            created_at: concierge_core::now(),
-        };
-        self.store.record_usage(&record).await.map_err(|e| AnswerError(e.to_string()))?;
-        Ok(cost_micros)
+        let Some(answer_model) = &self.model else { return Ok(0) };
+        record_usage(self.store.as_ref(), &answer_model.stack, &self.tenant, conversation, model, usage).await
     }
+}
+
+/// Adds one model call to the usage ledger, priced by `[llm.prices]`; returns its cost.
+pub(crate) async fn record_usage(
+    store: &dyn Store,
+    stack: &LlmStack,
+    tenant: &TenantId,
+    conversation: ConversationId,
+    model: &str,
+    usage: Usage,
+) -> Result<i64, AnswerError> {
+    let cost_micros = stack.prices().cost_micros(model, usage);
+    let record = UsageRecord {
+        tenant_id: tenant.clone(),
+        conversation_id: Some(conversation),
+        model: model.to_owned(),
+        prompt_tokens: saturating_i64(usage.prompt_tokens),
+        completion_tokens: saturating_i64(usage.completion_tokens),
+        cost_micros,
+        created_at: concierge_core::now(),
+    };
+    store.record_usage(&record).await.map_err(|e| AnswerError(e.to_string()))?;
+    Ok(cost_micros)
 }
 
 /// The best passage quoted, with citations; says so honestly when nothing was found.
@@ -216,7 +227,7 @@ async fn ask(model: &AnswerModel, request: &ChatRequest, signals: &RouteSignals)
 }
 
 /// Usage counted here, for a provider that did not report it.
-fn estimate_usage(model: &str, request: &ChatRequest, answer: &str) -> Usage {
+pub(crate) fn estimate_usage(model: &str, request: &ChatRequest, answer: &str) -> Usage {
     let counter = counter_for(model);
     Usage { prompt_tokens: counter.count_request(request) as u64, completion_tokens: counter.count(answer) as u64 }
 }

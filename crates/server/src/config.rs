@@ -228,6 +228,18 @@ impl Config {
         if let Err(invalid) = self.llm.validate(|var| self.secrets.llm_keys.contains_key(var)) {
             return fail(&invalid.key, invalid.problem);
         }
+        if self.agent.function_calling == concierge_agent::support::FunctionCalling::Native && !self.llm.enabled() {
+            return fail(
+                "agent.function_calling",
+                "is `native`, which needs a model, but llm.provider is `none`".into(),
+            );
+        }
+        if self.router.llm != concierge_agent::LlmRouting::Off && !self.llm.enabled() {
+            return fail(
+                "router.llm",
+                format!("is `{:?}`, which needs a model, but llm.provider is `none`", self.router.llm).to_lowercase(),
+            );
+        }
         self.tool_registry().map_err(|e| ConfigError::Tools { problem: e.to_string(), source_name })?;
         Ok(())
     }

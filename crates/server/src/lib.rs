@@ -3,6 +3,7 @@
 //! Invariant: handlers hold no logic. They extract, call a service, and map the result;
 //! every error becomes an `ApiError`, whose status and code are decided in `error.rs` only.
 
+pub mod agent_model;
 pub mod answer;
 pub mod app;
 pub mod config;
@@ -42,11 +43,17 @@ pub enum StartError {
     Llm(#[from] llm::LlmStartError),
     #[error("{0}")]
     Agent(#[from] concierge_agent::support::AgentConfigError),
+    #[error("agent.function_calling = \"native\" needs a model, but llm.provider is \"none\"")]
+    NativeWithoutModel,
+    #[error("router.llm needs a model, but llm.provider is \"none\"")]
+    LlmRoutingWithoutModel,
     #[error("looking for unanswered messages: {0}")]
     Unanswered(#[from] ApiError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
+
+type AgentModelRef = Arc<dyn concierge_agent::support::AgentModel>;
 
 /// How long the model may take for one answer: four fifths of the request's deadline, so
 /// that a model that runs out of time still leaves time to quote the knowledge base.
@@ -130,16 +137,20 @@ impl Server {
             max_document_bytes: config.knowledge.max_document_bytes,
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         };
+        let model = model.map(Arc::new);
         let mut answerer =
             answer::KnowledgeAnswerer::new(Arc::clone(&store), Arc::clone(&knowledge), tenant.id.clone());
-        if let Some(stack) = model {
-            answerer = answerer.with_model(Arc::new(stack), model_budget(limits.request_timeout));
+        if let Some(stack) = &model {
+            answerer = answerer.with_model(Arc::clone(stack), model_budget(limits.request_timeout));
         }
+        let (tool_model, route_model) = Self::agent_models(config, model.as_ref(), &store, limits.request_timeout)?;
         let parts = concierge_agent::AgentParts {
             store: Arc::clone(&store),
             tools: Arc::new(config.tool_registry()?),
             router,
             answerer: Arc::new(answerer),
+            tool_model,
+            route_model,
             intents: intents.unwrap_or_default(),
         };
         let agent = concierge_agent::SupportAgent::new(config.agent.clone(), parts)?;
@@ -167,6 +178,45 @@ impl Server {
         let addr = config.server.bind;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         Ok(Self { listener, app, agent_graph })
+    }
+
+    /// The model as the agent consults it: for tools when `agent.function_calling` makes
+    /// that native (asked for, or `auto` with only remote providers configured), and for
+    /// routing when `router.llm` asks. Each call gets a third of the request's deadline: a
+    /// turn may make several, and still answer after them.
+    fn agent_models(
+        config: &Config,
+        model: Option<&Arc<llm::LlmStack>>,
+        store: &Arc<dyn Store>,
+        request_timeout: Duration,
+    ) -> Result<(Option<AgentModelRef>, Option<AgentModelRef>), StartError> {
+        use concierge_agent::support::FunctionCalling;
+        let Some(stack) = model else {
+            return match config.agent.function_calling {
+                FunctionCalling::Native => Err(StartError::NativeWithoutModel),
+                _ if config.router.llm != concierge_agent::LlmRouting::Off => Err(StartError::LlmRoutingWithoutModel),
+                _ => Ok((None, None)),
+            };
+        };
+        let native = match config.agent.function_calling {
+            FunctionCalling::Extraction => false,
+            FunctionCalling::Native => true,
+            FunctionCalling::Auto => config.llm.remote_only(),
+        };
+        let routes = config.router.llm != concierge_agent::LlmRouting::Off;
+        let agent_model: AgentModelRef = Arc::new(agent_model::StackAgentModel::new(
+            Arc::clone(store),
+            Arc::clone(stack),
+            config.tenant.id.clone(),
+            request_timeout / 3,
+        ));
+        if native {
+            tracing::info!("function calling: native (the model chooses tools; arguments still checked)");
+        }
+        if routes {
+            tracing::info!(mode = ?config.router.llm, "routing: the model reads what the router is asked to let it");
+        }
+        Ok((native.then(|| Arc::clone(&agent_model)), routes.then_some(agent_model)))
     }
 
     /// The support agent's graph as configured, as a Mermaid flowchart.

@@ -5,10 +5,9 @@ mod support;
 
 use std::path::Path;
 
-use concierge_server::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::TestServer;
+use support::{acme_backend, demo_agent, demo_config, TestServer};
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
@@ -35,24 +34,6 @@ async fn a_question_is_stored_answered_with_citations_and_kept_in_the_transcript
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["content"], "How do I reset my password?");
     assert_eq!(messages[1]["id"], reply["id"]);
-}
-
-/// Serves the real Acme backend on a random port.
-async fn acme_backend() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/acme");
-    let data = concierge_acme::AcmeData::load(&root.join("backend")).expect("seed data");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(concierge_acme::serve(listener, data, std::future::pending()));
-    format!("http://{addr}")
-}
-
-/// The demo's configuration file, with the store, port and backend moved for the test.
-fn demo_config(backend: &str) -> Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/acme/concierge.toml");
-    let mut config: Config = toml::from_str(&std::fs::read_to_string(path).expect("demo config")).expect("parses");
-    config.backends.get_mut("acme").expect("acme").url = backend.to_owned();
-    config
 }
 
 #[tokio::test]
@@ -259,24 +240,6 @@ async fn health_and_readiness_answer_and_every_response_has_a_request_id() {
     assert!(response.headers().contains_key("x-request-id"));
     let body: Value = server.client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(body, json!({ "status": "ready", "store": "sqlite" }));
-}
-
-/// A server configured as the demo is (router, specialists, escalation, approvals), on
-/// the real Acme backend at `backend`.
-async fn demo_agent(backend: &str) -> TestServer {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let demo = demo_config(backend);
-    TestServer::start_with(|c| {
-        c.backends = demo.backends;
-        c.tools = demo.tools;
-        c.router = demo.router;
-        c.router.intents = Some(root.join("examples/acme/intents.toml"));
-        c.agent = demo.agent;
-        for specialist in &mut c.agent.specialists {
-            specialist.prompt = root.join(&specialist.prompt);
-        }
-    })
-    .await
 }
 
 async fn backend_order(backend: &str, id: &str) -> Value {

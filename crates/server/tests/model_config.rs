@@ -186,3 +186,19 @@ fn unknown_keys_and_kinds_are_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn native_function_calling_and_routing_by_a_model_need_a_model() {
+    Jail::expect_with(|jail| {
+        refused(jail, "[llm]\nprovider = \"none\"\n[router]\nllm = \"unsure\"\n", "router.llm");
+        refused(jail, "[llm]\nprovider = \"none\"\n[agent]\nfunction_calling = \"native\"\n", "agent.function_calling");
+        let extraction = load_in(jail, "[llm]\nprovider = \"none\"\n[agent]\nfunction_calling = \"extraction\"\n");
+        assert!(extraction.is_ok(), "{extraction:?}");
+        let toml = format!("[llm]\nprovider = \"openai\"\n{OPENAI}[agent]\nfunction_calling = \"native\"\n");
+        let config = load_in(jail, &toml).expect("a remote model can choose tools");
+        assert!(config.llm.remote_only());
+        let err = load_in(jail, "[agent]\nfunction_calling = \"sometimes\"\n").expect_err("refused");
+        assert!(err.contains("sometimes"), "{err}");
+        Ok(())
+    });
+}

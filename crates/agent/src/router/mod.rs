@@ -5,7 +5,9 @@
 //!
 //! Intents are declared in configuration with example messages; the router embeds them at
 //! start-up and fits a calibrated classifier on them (`classifier`). A small chat model
-//! never makes this decision (DESIGN.md): the thresholds act on calibrated probabilities.
+//! never makes this decision (DESIGN.md): the thresholds act on calibrated probabilities. A
+//! strong one may read what the classifier is unsure of, when `llm` says so; the support
+//! graph asks it (`support::routing`).
 
 pub mod classifier;
 pub mod datasets;
@@ -53,6 +55,25 @@ pub struct RouterConfig {
     /// intent when its own best intent differs and reaches this confidence.
     pub second_intent_above: f32,
     pub classifier: ClassifierConfig,
+    /// When a chat model routes instead (it needs a model configured, and is meant for a
+    /// strong remote one).
+    pub llm: LlmRouting,
+}
+
+/// When the configured chat model chooses the intent instead of the classifier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmRouting {
+    /// Never: the classifier decides alone.
+    #[default]
+    Off,
+    /// When the classifier is unsure: it would ask a clarifying question, its best intent is
+    /// below 0.6, or it finds the message out of scope by confidence only (the message is
+    /// near the examples).
+    Unsure,
+    /// For every message; the classifier's reading is kept alongside, and decides when the
+    /// model fails.
+    Always,
 }
 
 impl Default for RouterConfig {
@@ -66,6 +87,7 @@ impl Default for RouterConfig {
             clarify_below: 0.45,
             second_intent_above: 0.6,
             classifier: ClassifierConfig::default(),
+            llm: LlmRouting::Off,
         }
     }
 }
@@ -217,6 +239,11 @@ impl Router {
             "router trained"
         );
         Ok(Self { embedder, classifier, examples, specialists, config })
+    }
+
+    /// The configuration it was fitted with.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
     }
 
     /// The classifier's calibration temperature.

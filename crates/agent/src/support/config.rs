@@ -32,6 +32,23 @@ pub struct AgentConfig {
     /// How long an approval may wait before it lapses.
     #[serde(default = "default_approval_ttl_secs")]
     pub approval_ttl_secs: u64,
+    /// Who chooses tools and their arguments.
+    #[serde(default)]
+    pub function_calling: FunctionCalling,
+}
+
+/// Who chooses a specialist's tool calls and their arguments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionCalling {
+    /// Native when the model that answers is a remote provider (OpenAI-compatible or
+    /// Anthropic), extraction for the embedded model.
+    #[default]
+    Auto,
+    /// The model, through its provider's function calling, whatever the provider.
+    Native,
+    /// Each parameter's declared pattern, from the customer's words; no model involved.
+    Extraction,
 }
 
 impl Default for AgentConfig {
@@ -45,6 +62,7 @@ impl Default for AgentConfig {
             step_limit: default_step_limit(),
             node_timeout_secs: default_node_timeout_secs(),
             approval_ttl_secs: default_approval_ttl_secs(),
+            function_calling: FunctionCalling::default(),
         }
     }
 }

@@ -15,15 +15,18 @@
 //! the interrupt's). Specialists, their prompts, tools and intent → tool actions come from
 //! `[agent]` in configuration: adding one is a configuration change.
 //!
-//! Invariant: the agent decides, the system executes. Routing is the router's, arguments
-//! come from the customer's words through each parameter's declared pattern and are
-//! validated before any call, and every model-written sentence is the [`Answerer`]'s to
-//! ground.
+//! Invariant: the agent decides, the system executes. Routing is the router's (a strong
+//! model's, for what `[router] llm` hands it); arguments come from the customer's words
+//! through each parameter's declared pattern, or, with native function calling, from the
+//! model but only as values the conversation or a result holds; either way they are
+//! validated before any call. Every model-written sentence passes the grounding gate.
 
 mod config;
 mod escalation;
 mod memory;
+mod native;
 mod nodes;
+mod routing;
 mod state;
 
 use std::collections::BTreeMap;
@@ -32,15 +35,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use concierge_core::{Approval, ApprovalStatus, ConversationId, Message, TenantId};
 use concierge_graph::{Graph, GraphError, GraphEvent, Outcome, Resume, Run, StoreCheckpointer};
+use concierge_llm::{ChatRequest, ChatResponse};
 use concierge_store::Store;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-pub use config::{ActionSpec, AgentConfig, EscalationConfig, MemoryConfig, Prompt, SpecialistSpec};
+pub use config::{ActionSpec, AgentConfig, EscalationConfig, FunctionCalling, MemoryConfig, Prompt, SpecialistSpec};
 pub use escalation::EscalationPolicy;
 pub use memory::remember;
-pub use state::{Action, Awaiting, CallOutcome, Escalation, Memory, ReplyPart, Task, TaskKind, TurnState};
+pub use state::{Action, Awaiting, CallOutcome, Escalation, Memory, NativeStep, ReplyPart, Task, TaskKind, TurnState};
 
 use crate::{IntentSpec, Router, ToolRegistry};
 
@@ -80,6 +84,31 @@ pub struct AnswerRequest<'a> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct AnswerError(pub String);
+
+/// A model strong enough to be trusted with the agent's choices when configured to make
+/// them: which tools to call (native function calling) and which intent an unclear message
+/// expresses. The server provides it (it owns the models, their budget and the usage
+/// ledger).
+#[async_trait]
+pub trait AgentModel: Send + Sync {
+    /// The model's answer to `request`: calls of the tools it offers, or its text.
+    async fn next(&self, call: AgentModelCall<'_>) -> Result<AgentModelAnswer, AnswerError>;
+}
+
+/// One request to an [`AgentModel`], with what it is for.
+pub struct AgentModelCall<'a> {
+    pub conversation: ConversationId,
+    pub request: &'a ChatRequest,
+    pub intent: Option<&'a str>,
+    pub confidence: Option<f32>,
+}
+
+/// The model's answer, and what the call cost: `model`, `usage` {prompt_tokens,
+/// completion_tokens}, `cost_micros`, and whatever else the server records.
+pub struct AgentModelAnswer {
+    pub response: ChatResponse,
+    pub metadata: Value,
+}
 
 /// Why the agent could not be built from its configuration. Names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +166,10 @@ pub(crate) struct Deps {
     pub(crate) tools: Arc<ToolRegistry>,
     pub(crate) router: Option<Arc<Router>>,
     pub(crate) answerer: Arc<dyn Answerer>,
+    /// The model that chooses tools, when function calling is native.
+    pub(crate) tool_model: Option<Arc<dyn AgentModel>>,
+    /// The model that routes what the router is unsure of (or everything), when asked to.
+    pub(crate) route_model: Option<Arc<dyn AgentModel>>,
     pub(crate) specialists: BTreeMap<String, Specialist>,
     pub(crate) intents: BTreeMap<String, IntentSpec>,
     pub(crate) escalation: EscalationPolicy,
@@ -157,6 +190,11 @@ pub struct AgentParts {
     pub tools: Arc<ToolRegistry>,
     pub router: Option<Arc<Router>>,
     pub answerer: Arc<dyn Answerer>,
+    /// A model to choose tools and their arguments (native function calling); without one
+    /// arguments are extracted by pattern.
+    pub tool_model: Option<Arc<dyn AgentModel>>,
+    /// A model to route messages as `[router] llm` says; without one the router decides alone.
+    pub route_model: Option<Arc<dyn AgentModel>>,
     /// The intents the router was trained on (for their specialists and descriptions).
     pub intents: Vec<IntentSpec>,
 }
@@ -213,6 +251,8 @@ impl SupportAgent {
             tools: parts.tools,
             router: parts.router,
             answerer: parts.answerer,
+            tool_model: parts.tool_model,
+            route_model: parts.route_model,
             specialists,
             intents: parts.intents.into_iter().map(|i| (i.name.clone(), i)).collect(),
             escalation: EscalationPolicy::new(config.escalation.clone()),

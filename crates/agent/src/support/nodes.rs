@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use super::escalation::{ASKED_FOR_HUMAN, NEGATIVE_SENTIMENT, POLICY_TOPIC, REPEATED_FAILURE, STEP_LIMIT};
 use super::memory::{remember, ANSWERED_BY, ASKED_FOR, CLARIFY, FAILED, FOLLOW_UP};
 use super::state::{Action, Awaiting, CallOutcome, Escalation, ReplyPart, Task, TaskKind, TurnState};
+use super::{native, routing};
 use super::{ActionSpec, AgentEvent, AnswerRequest, Deps, Specialist};
 use crate::{CallContext, Routing};
 
@@ -21,7 +22,7 @@ type Ctx = NodeContext<AgentEvent>;
 
 /// Below this confidence a routed follow-up is read again together with the message before
 /// it, and the reading that is surer wins.
-const UNSURE_BELOW: f32 = 0.6;
+pub(super) const UNSURE_BELOW: f32 = 0.6;
 
 pub(crate) fn graph(deps: &Arc<Deps>) -> Result<Graph<TurnState, AgentEvent>, BuildError> {
     GraphBuilder::new()
@@ -163,6 +164,16 @@ impl Classify {
                 }
             }
         }
+        // What the classifier is unsure of (or everything, as configured) a strong model reads.
+        if let Some(model) = &deps.route_model {
+            let config = router.config();
+            if routing::wanted(config.llm, &routing, config.out_of_scope_similarity_below) {
+                if let Some((by_model, record)) = routing::route(deps, model.as_ref(), state, &routing).await {
+                    state.routing = Some(record);
+                    routing = by_model;
+                }
+            }
+        }
         // Pleasantries next to a request add nothing to the reply: "Hi! Where is A-10033?"
         if let Routing::Several { intents } = &mut routing {
             let has_reply = |intent: &str| {
@@ -204,6 +215,12 @@ struct SpecialistNode(Arc<Deps>);
 #[async_trait]
 impl Node<TurnState, AgentEvent> for SpecialistNode {
     async fn run(&self, state: &mut TurnState, _: &Ctx) -> Result<Flow, NodeError> {
+        if let Some(model) = &self.0.tool_model {
+            if let Some(action) = native::step(&self.0, model.as_ref(), state).await {
+                state.action = action;
+                return Ok(Flow::Continue);
+            }
+        }
         if !matches!(state.action, Action::Called { .. }) {
             state.action = decide(&self.0, state);
         }
@@ -278,7 +295,7 @@ fn hand_back(deps: &Deps, current: &str, tool: &str, text: &str) -> Option<Strin
     })
 }
 
-fn required(schema: &Value) -> Vec<String> {
+pub(super) fn required(schema: &Value) -> Vec<String> {
     schema["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
 }
 
@@ -654,6 +671,9 @@ impl Node<TurnState, AgentEvent> for Respond {
                 state.task = Some(next);
                 state.action = Action::Undecided;
                 state.hops = 0;
+                state.native.clear();
+                state.native_queue.clear();
+                state.native_model.clear();
             }
         }
         Ok(Flow::Continue)
@@ -669,9 +689,23 @@ impl Respond {
                 if let Some(next) = follow_up(deps, state, tool) {
                     part.metadata[FOLLOW_UP] = next;
                 }
+                native::annotate_model(&mut part, state);
                 part
             }
-            Action::Ask { tool, missing } => self.ask_with_knowledge(state, tool, missing).await?,
+            Action::Phrase { text } => {
+                let Some(last) = state.native.last() else { return self.answer_from_knowledge(state, false).await };
+                let tool = &last.call.name;
+                let mut templated = tool_reply(deps, tool, &last.call.arguments, &last.outcome);
+                if let Some(next) = follow_up(deps, state, tool) {
+                    templated.metadata[FOLLOW_UP] = next;
+                }
+                native::phrased(deps, state, text, templated)
+            }
+            Action::Ask { tool, missing } => {
+                let mut part = self.ask_with_knowledge(state, tool, missing).await?;
+                native::annotate_model(&mut part, state);
+                part
+            }
             Action::Reply { text } => ReplyPart::new(text.clone(), "fixed_reply"),
             Action::Clarify { candidates } => clarify(deps, candidates),
             Action::Decline => self.answer_from_knowledge(state, true).await?,
@@ -733,7 +767,7 @@ impl Respond {
             )
         };
         let mut part = match &state.action {
-            Action::Called { .. } => {
+            Action::Called { .. } | Action::Phrase { .. } => {
                 let mut done = self.reply(state).await?;
                 done.text = format!("{}\n\n{notice}", done.text);
                 done
@@ -971,6 +1005,8 @@ mod tests {
             tools: Arc::new(tools),
             router: None,
             answerer: Arc::new(NeverAsked),
+            tool_model: None,
+            route_model: None,
             specialists,
             intents: intents.into_iter().map(|i: IntentSpec| (i.name.clone(), i)).collect(),
             escalation: EscalationPolicy::new(demo.agent.escalation.clone()),

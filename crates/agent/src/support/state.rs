@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use concierge_core::{ConversationId, Message, TenantId};
+use concierge_llm::ToolCall;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -34,6 +35,17 @@ pub struct TurnState {
     pub replies: Vec<ReplyPart>,
     /// How many of `replies` the customer has already been sent (before an approval pause).
     pub sent: usize,
+    /// Native function calling: the current task's calls the model made, with their
+    /// outcomes, in order.
+    #[serde(default)]
+    pub native: Vec<NativeStep>,
+    /// The model's calls not made yet: the one being made first, then the others it asked
+    /// for in the same answer.
+    #[serde(default)]
+    pub native_queue: VecDeque<ToolCall>,
+    /// What each of the current task's calls to the model cost (model, usage, cost).
+    #[serde(default)]
+    pub native_model: Vec<Value>,
 }
 
 impl TurnState {
@@ -54,6 +66,9 @@ impl TurnState {
             escalation: None,
             replies: Vec::new(),
             sent: 0,
+            native: Vec::new(),
+            native_queue: VecDeque::new(),
+            native_model: Vec::new(),
         }
     }
 }
@@ -160,6 +175,18 @@ pub enum Action {
     HandBack {
         intent: String,
     },
+    /// Native function calling: the model's answer from the results of the calls in
+    /// `TurnState::native`, still to pass the grounding gate.
+    Phrase {
+        text: String,
+    },
+}
+
+/// One call the model made, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NativeStep {
+    pub call: ToolCall,
+    pub outcome: CallOutcome,
 }
 
 /// How a tool call ended, as the reply needs it.

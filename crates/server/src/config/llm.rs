@@ -237,6 +237,16 @@ impl LlmConfig {
         }
     }
 
+    /// Whether every provider that may answer is a remote API (OpenAI-compatible or
+    /// Anthropic): models strong enough to choose tools. False when the model is off.
+    pub fn remote_only(&self) -> bool {
+        let names = self.providers_in_use();
+        !names.is_empty()
+            && names.iter().all(|name| {
+                matches!(self.provider_config(name), Some(ProviderConfig::Openai(_) | ProviderConfig::Anthropic(_)))
+            })
+    }
+
     /// The small model's provider when routing: `routing.small`, else `provider`.
     pub fn small_provider(&self) -> &str {
         self.routing.as_ref().and_then(|routing| routing.small.as_deref()).unwrap_or(&self.provider)

@@ -90,6 +90,47 @@ impl TestServer {
     }
 }
 
+/// Serves the real Acme backend on a random port; returns its URL.
+pub async fn acme_backend() -> String {
+    let data = concierge_acme::AcmeData::load(&repo().join("examples/acme/backend")).expect("seed data");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(concierge_acme::serve(listener, data, std::future::pending()));
+    format!("http://{addr}")
+}
+
+/// The demo's configuration file, with the backend moved to `backend`.
+pub fn demo_config(backend: &str) -> Config {
+    let path = repo().join("examples/acme/concierge.toml");
+    let mut config: Config = toml::from_str(&std::fs::read_to_string(path).expect("demo config")).expect("parses");
+    config.backends.get_mut("acme").expect("acme").url = backend.to_owned();
+    config
+}
+
+/// A server configured as the demo is (router, specialists, escalation, approvals), on
+/// the real Acme backend at `backend`.
+pub async fn demo_agent(backend: &str) -> TestServer {
+    demo_agent_with(backend, |_| {}).await
+}
+
+/// [`demo_agent`], then `adjust`.
+pub async fn demo_agent_with(backend: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let root = repo();
+    let demo = demo_config(backend);
+    TestServer::start_with(|c| {
+        c.backends = demo.backends;
+        c.tools = demo.tools;
+        c.router = demo.router;
+        c.router.intents = Some(root.join("examples/acme/intents.toml"));
+        c.agent = demo.agent;
+        for specialist in &mut c.agent.specialists {
+            specialist.prompt = root.join(&specialist.prompt);
+        }
+        adjust(c);
+    })
+    .await
+}
+
 /// The configuration every test server starts from, keeping its files in `dir`.
 fn config_in(dir: &Path) -> Config {
     let mut config = Config::default();
