@@ -324,6 +324,24 @@ async fn a_refund_above_the_automatic_limit_waits_for_an_operator_and_is_made_on
 }
 
 #[tokio::test]
+async fn a_refund_in_full_looks_the_order_up_and_asks_for_what_is_left_to_refund() {
+    let backend = acme_backend().await;
+    let server = demo_agent(&backend).await;
+    let id = server.create_conversation().await;
+    let (status, body) = server.say(&id, "Please refund order A-10007 in full, the headphones stopped working").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let meta = &body["reply"]["metadata"];
+    assert_eq!(meta["answered_by"], "approval_pending", "{body}");
+    assert_eq!(meta["approval"]["tool"], "create_refund");
+    assert_eq!(meta["approval"]["arguments"]["amount_cents"], 29998, "the order's total: {meta}");
+    let store = concierge_store::open(&server.store_url).await.unwrap();
+    let audit = store.tool_calls(&"default".parse().unwrap(), id.parse().unwrap()).await.unwrap();
+    let tools: Vec<&str> = audit.iter().map(|c| c.tool.as_str()).collect();
+    assert_eq!(tools, ["get_order"], "looked up, nothing refunded before the approval");
+    assert!(backend_order(&backend, "A-10007").await["refund"].is_null());
+}
+
+#[tokio::test]
 async fn a_small_refund_is_made_at_once_and_a_denied_one_is_explained() {
     let backend = acme_backend().await;
     let server = demo_agent(&backend).await;

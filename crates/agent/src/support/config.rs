@@ -105,13 +105,30 @@ pub struct SpecialistSpec {
 }
 
 /// The tool an intent calls, and arguments not found in the conversation: minijinja
-/// templates over `message` and `facts` (e.g. `reason = "{{ message }}"`).
+/// templates over `message`, `facts`, `customer` and `lookup` (e.g. `reason = "{{ message
+/// }}"`). A template that renders empty leaves the argument to the conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionSpec {
     pub tool: String,
     #[serde(default)]
     pub arguments: BTreeMap<String, String>,
+    /// A low-risk tool called first when a required argument is still missing, its result
+    /// `lookup` in the templates: "refund it in full" takes the amount from the order.
+    #[serde(default)]
+    pub lookup: Option<LookupSpec>,
+}
+
+/// A lookup made before an action's call, to fill its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupSpec {
+    /// One of the specialist's tools, low risk, its arguments taken from the conversation.
+    pub tool: String,
+    /// A regular expression the message must match for the lookup to be made (without
+    /// one, it is made whenever an argument is missing).
+    #[serde(default)]
+    pub when: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

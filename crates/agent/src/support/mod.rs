@@ -41,7 +41,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-pub use config::{ActionSpec, AgentConfig, EscalationConfig, FunctionCalling, MemoryConfig, Prompt, SpecialistSpec};
+pub use config::{
+    ActionSpec, AgentConfig, EscalationConfig, FunctionCalling, LookupSpec, MemoryConfig, Prompt, SpecialistSpec,
+};
 pub use escalation::EscalationPolicy;
 pub use memory::remember;
 pub use state::{Action, Awaiting, CallOutcome, Escalation, Memory, NativeStep, ReplyPart, Task, TaskKind, TurnState};
@@ -174,6 +176,8 @@ pub(crate) struct Deps {
     pub(crate) intents: BTreeMap<String, IntentSpec>,
     pub(crate) escalation: EscalationPolicy,
     pub(crate) config: AgentConfig,
+    /// The compiled `when` of every action's lookup, by `specialist.intent`.
+    pub(crate) lookup_when: BTreeMap<String, regex::Regex>,
     /// The argument templates of every action, by `specialist.intent.argument`.
     pub(crate) templates: minijinja::Environment<'static>,
 }
@@ -205,6 +209,7 @@ impl SupportAgent {
     pub fn new(config: AgentConfig, parts: AgentParts) -> Result<Self, AgentConfigError> {
         let mut specialists = BTreeMap::new();
         let mut templates = minijinja::Environment::new();
+        let mut lookup_when = BTreeMap::new();
         for spec in &config.specialists {
             let bad = |problem: String| AgentConfigError::Specialist { specialist: spec.name.clone(), problem };
             if specialists.contains_key(&spec.name) {
@@ -223,6 +228,20 @@ impl SupportAgent {
                 }
                 if !parts.intents.is_empty() && !parts.intents.iter().any(|i| &i.name == intent) {
                     return Err(bad(format!("actions.{intent}: no such intent in the intents file")));
+                }
+                if let Some(lookup) = &action.lookup {
+                    let low_risk = parts.tools.spec(&lookup.tool).is_some_and(|t| t.risk == crate::Risk::Low);
+                    if !spec.tools.contains(&lookup.tool) || !low_risk {
+                        return Err(bad(format!(
+                            "actions.{intent}.lookup: `{}` is not a low-risk tool among its tools",
+                            lookup.tool
+                        )));
+                    }
+                    if let Some(when) = &lookup.when {
+                        let compiled =
+                            regex::Regex::new(when).map_err(|e| bad(format!("actions.{intent}.lookup.when: {e}")))?;
+                        lookup_when.insert(format!("{}.{intent}", spec.name), compiled);
+                    }
                 }
                 for (argument, source) in &action.arguments {
                     let name = format!("{}.{intent}.{argument}", spec.name);
@@ -257,6 +276,7 @@ impl SupportAgent {
             intents: parts.intents.into_iter().map(|i| (i.name.clone(), i)).collect(),
             escalation: EscalationPolicy::new(config.escalation.clone()),
             config,
+            lookup_when,
             templates,
         });
         let graph = nodes::graph(&deps)?;

@@ -221,6 +221,14 @@ impl Node<TurnState, AgentEvent> for SpecialistNode {
                 return Ok(Flow::Continue);
             }
         }
+        // The action's lookup answered: its result fills the arguments of the call itself.
+        if let Action::Called { tool, outcome: CallOutcome::Done { ok: true, data, .. }, .. } = &state.action {
+            if state.lookup.is_none() && is_lookup(&self.0, state, tool) {
+                state.lookup = Some(data.clone());
+                state.action = decide(&self.0, state);
+                return Ok(Flow::Continue);
+            }
+        }
         if !matches!(state.action, Action::Called { .. }) {
             state.action = decide(&self.0, state);
         }
@@ -264,12 +272,45 @@ fn decide(deps: &Deps, state: &TurnState) -> Action {
         let approval = deps.tools.needs_approval(&action.tool, &arguments);
         return Action::Call { tool: action.tool.clone(), arguments, approval };
     }
+    if let Some(lookup) = lookup_first(deps, specialist_spec, intent, action, task, state) {
+        return lookup;
+    }
     if state.hops < deps.config.max_hops {
         if let Some(other) = hand_back(deps, specialist, &action.tool, &task.text) {
             return Action::HandBack { intent: other };
         }
     }
     Action::Ask { tool: action.tool.clone(), missing }
+}
+
+/// The action's lookup, to be made before its call: when it is declared, not made yet,
+/// wanted for this message, and its own arguments are all known.
+fn lookup_first(
+    deps: &Deps,
+    specialist: &Specialist,
+    intent: &str,
+    action: &ActionSpec,
+    task: &Task,
+    state: &TurnState,
+) -> Option<Action> {
+    let lookup = action.lookup.as_ref()?;
+    if state.lookup.is_some() || state.tool_steps >= deps.config.max_tool_steps {
+        return None;
+    }
+    let key = format!("{}.{intent}", specialist.spec.name);
+    if deps.lookup_when.get(&key).is_some_and(|when| !when.is_match(&task.text)) {
+        return None;
+    }
+    let plain = ActionSpec { tool: lookup.tool.clone(), arguments: Default::default(), lookup: None };
+    let (arguments, missing) = arguments_for(deps, specialist, intent, &plain, task, state);
+    missing.is_empty().then(|| Action::Call { tool: lookup.tool.clone(), arguments, approval: false })
+}
+
+/// Whether `tool`, just called, is the lookup of the current task's action.
+fn is_lookup(deps: &Deps, state: &TurnState, tool: &str) -> bool {
+    let Some((intent, _, specialist)) = state.intent() else { return false };
+    let action = deps.specialists.get(specialist).and_then(|s| s.spec.actions.get(intent));
+    action.is_some_and(|a| a.tool != tool && a.lookup.as_ref().is_some_and(|l| l.tool == tool))
 }
 
 /// A lookup tool (among the specialist's, or any without one) whose arguments are all in
@@ -318,29 +359,32 @@ fn arguments_for(
         if name == "approved_by" {
             continue;
         }
-        let value = if action.arguments.contains_key(name) {
+        let templated = action.arguments.contains_key(name).then(|| {
             let template = format!("{}.{intent}.{name}", specialist.spec.name);
+            let context = minijinja::context! {
+                message => task.text, facts => state.memory.facts, customer => state.customer, lookup => state.lookup,
+            };
             deps.templates
                 .get_template(&template)
+                .and_then(|t| t.render(context))
                 .ok()
-                .and_then(|t| {
-                    t.render(minijinja::context! { message => task.text, facts => state.memory.facts, customer => state.customer })
-                        .ok()
-                })
                 .map(|text| text.trim().to_owned())
                 .filter(|text| !text.is_empty())
                 .map(|text| typed(property, text))
-        } else if let Some(fact) = state.memory.facts.get(name) {
-            Some(Value::String(fact.clone()))
-        } else if property["type"] == "integer" && name.ends_with("_cents") {
-            money_cents(&task.text).map(Value::from)
-        } else {
-            state
-                .customer
-                .as_ref()
-                .filter(|c| deps.tools.accepts(&action.tool, name, c))
-                .map(|c| Value::String(c.clone()))
-        };
+        });
+        let value = templated.flatten().or_else(|| {
+            if let Some(fact) = state.memory.facts.get(name) {
+                Some(Value::String(fact.clone()))
+            } else if property["type"] == "integer" && name.ends_with("_cents") {
+                money_cents(&task.text).map(Value::from)
+            } else {
+                state
+                    .customer
+                    .as_ref()
+                    .filter(|c| deps.tools.accepts(&action.tool, name, c))
+                    .map(|c| Value::String(c.clone()))
+            }
+        });
         if let Some(value) = value {
             arguments.insert(name.clone(), value);
         }
@@ -674,6 +718,7 @@ impl Node<TurnState, AgentEvent> for Respond {
                 state.native.clear();
                 state.native_queue.clear();
                 state.native_model.clear();
+                state.lookup = None;
             }
         }
         Ok(Flow::Continue)
@@ -1000,6 +1045,17 @@ mod tests {
                 }
             }
         }
+        let lookup_when = demo
+            .agent
+            .specialists
+            .iter()
+            .flat_map(|s| {
+                s.actions.iter().filter_map(move |(intent, action)| {
+                    let when = action.lookup.as_ref()?.when.as_ref()?;
+                    Some((format!("{}.{intent}", s.name), Regex::new(when).unwrap()))
+                })
+            })
+            .collect();
         Deps {
             store: concierge_store::open("sqlite::memory:").await.unwrap(),
             tools: Arc::new(tools),
@@ -1007,6 +1063,7 @@ mod tests {
             answerer: Arc::new(NeverAsked),
             tool_model: None,
             route_model: None,
+            lookup_when,
             specialists,
             intents: intents.into_iter().map(|i: IntentSpec| (i.name.clone(), i)).collect(),
             escalation: EscalationPolicy::new(demo.agent.escalation.clone()),
@@ -1047,6 +1104,22 @@ mod tests {
         assert_eq!(arguments["amount_cents"], 15000);
         let small = decide(&deps, &turn(&deps, "refund $20 on A-10021", "refund_request", "billing"));
         assert!(matches!(small, Action::Call { approval: false, .. }), "{small:?}");
+        // "In full": the order is looked up first, and its total is the amount.
+        let mut full = turn(&deps, "please refund order A-10007 in full", "refund_request", "billing");
+        let lookup = decide(&deps, &full);
+        assert_eq!(
+            lookup,
+            Action::Call { tool: "get_order".into(), arguments: json!({ "order_id": "A-10007" }), approval: false }
+        );
+        full.lookup = Some(json!({ "id": "A-10007", "total_cents": 29998, "refund": { "amount_cents": 4998 } }));
+        let Action::Call { tool, arguments, approval } = decide(&deps, &full) else { panic!("a call") };
+        assert_eq!((tool.as_str(), arguments["amount_cents"].as_i64(), approval), ("create_refund", Some(25000), true));
+        // Without those words no lookup: the amount is asked for (once it cannot be handed
+        // back to the order lookup the number alone would suit).
+        let mut vague = turn(&deps, "I'd like a refund on A-10007", "refund_request", "billing");
+        vague.hops = deps.config.max_hops;
+        let vague = decide(&deps, &vague);
+        assert!(matches!(&vague, Action::Ask { missing, .. } if missing == &["amount_cents"]), "{vague:?}");
         // An intent of a declared specialist without an action is the knowledge base's.
         assert_eq!(decide(&deps, &turn(&deps, "A-10024 arrived broken", "damaged_item", "orders")), Action::Answer);
     }

@@ -46,6 +46,9 @@ pub struct TurnState {
     /// What each of the current task's calls to the model cost (model, usage, cost).
     #[serde(default)]
     pub native_model: Vec<Value>,
+    /// The result of the current action's lookup, once made.
+    #[serde(default)]
+    pub lookup: Option<Value>,
 }
 
 impl TurnState {
@@ -69,6 +72,7 @@ impl TurnState {
             native: Vec::new(),
             native_queue: VecDeque::new(),
             native_model: Vec::new(),
+            lookup: None,
         }
     }
 }
