@@ -24,6 +24,10 @@ type Ctx = NodeContext<AgentEvent>;
 /// it, and the reading that is surer wins.
 pub(super) const UNSURE_BELOW: f32 = 0.6;
 
+/// At or above this confidence the router is sure of an intent: another reading of the
+/// message does not override it.
+const SURE_FROM: f32 = 0.8;
+
 pub(crate) fn graph(deps: &Arc<Deps>) -> Result<Graph<TurnState, AgentEvent>, BuildError> {
     GraphBuilder::new()
         .node("load_context", LoadContext(Arc::clone(deps)))
@@ -109,7 +113,7 @@ impl Node<TurnState, AgentEvent> for Classify {
 /// Whether the router is sure the message asks for something other than `intent`.
 fn names_another_intent(routing: &Routing, intent: &str) -> bool {
     match routing {
-        Routing::Intent { intent: scored, .. } => scored.intent != intent && scored.confidence >= 0.8,
+        Routing::Intent { intent: scored, .. } => scored.intent != intent && scored.confidence >= SURE_FROM,
         Routing::Several { intents } => intents.iter().all(|(scored, _)| scored.intent != intent),
         _ => false,
     }
@@ -275,7 +279,10 @@ fn decide(deps: &Deps, state: &TurnState) -> Action {
     if let Some(lookup) = lookup_first(deps, specialist_spec, intent, action, task, state) {
         return lookup;
     }
-    if state.hops < deps.config.max_hops {
+    // A request the router is sure of stays ("refund A-10022" is no order lookup, though the
+    // number alone would suit one); an unsure one may belong elsewhere.
+    let sure = matches!(&task.kind, TaskKind::Intent { confidence, .. } if *confidence >= SURE_FROM);
+    if state.hops < deps.config.max_hops && !sure {
         if let Some(other) = hand_back(deps, specialist, &action.tool, &task.text) {
             return Action::HandBack { intent: other };
         }
@@ -1114,10 +1121,12 @@ mod tests {
         full.lookup = Some(json!({ "id": "A-10007", "total_cents": 29998, "refund": { "amount_cents": 4998 } }));
         let Action::Call { tool, arguments, approval } = decide(&deps, &full) else { panic!("a call") };
         assert_eq!((tool.as_str(), arguments["amount_cents"].as_i64(), approval), ("create_refund", Some(25000), true));
-        // Without those words no lookup: the amount is asked for (once it cannot be handed
-        // back to the order lookup the number alone would suit).
+        // Without those words no lookup: the amount is asked for; a request the router is
+        // sure of is not handed back to the order lookup its number alone would suit.
         let mut vague = turn(&deps, "I'd like a refund on A-10007", "refund_request", "billing");
-        vague.hops = deps.config.max_hops;
+        assert!(matches!(decide(&deps, &vague), Action::HandBack { .. }), "unsure: perhaps an order question");
+        vague.task.as_mut().unwrap().kind =
+            TaskKind::Intent { intent: "refund_request".into(), confidence: 0.95, specialist: "billing".into() };
         let vague = decide(&deps, &vague);
         assert!(matches!(&vague, Action::Ask { missing, .. } if missing == &["amount_cents"]), "{vague:?}");
         // An intent of a declared specialist without an action is the knowledge base's.
