@@ -13,7 +13,7 @@ use concierge_agent::Answerer;
 use concierge_core::{ConversationId, TenantId, UsageRecord};
 use concierge_llm::routing::RouteSignals;
 use concierge_llm::{counter_for, ChatRequest, LlmError, Usage};
-use concierge_retrieval::{ExtractiveAnswer, Hit, SearchRequest};
+use concierge_retrieval::{ExtractiveAnswer, Hit, SearchRequest, SearchResults};
 use concierge_store::Store;
 use serde_json::{json, Value};
 
@@ -61,8 +61,7 @@ impl KnowledgeAnswerer {
 #[async_trait]
 impl Answerer for KnowledgeAnswerer {
     async fn answer(&self, request: AnswerRequest<'_>) -> Result<ReplyPart, AnswerError> {
-        let search = SearchRequest::new(self.tenant.clone(), request.question);
-        let results = self.knowledge.search(&search).await.map_err(|e| AnswerError(e.to_string()))?;
+        let (results, in_context) = self.search(&request).await?;
         // In prompt order: the most relevant passage last.
         let hits = self.knowledge.base().context(&results, &self.knowledge.config().context);
         let retrieval = json!({
@@ -71,6 +70,7 @@ impl Answerer for KnowledgeAnswerer {
             "best_similarity": results.best_similarity,
             "passages": hits.len(),
             "ms": results.timings.total_ms,
+            "with_previous_message": in_context,
         });
         if hits.is_empty() && request.out_of_scope {
             let metadata = json!({ "answered_by": ANSWERED_BY_OUT_OF_SCOPE, "citations": [], "retrieval": retrieval });
@@ -87,6 +87,28 @@ impl Answerer for KnowledgeAnswerer {
 }
 
 impl KnowledgeAnswerer {
+    /// The search for the question, and whether it was made together with the customer's
+    /// message before it. A follow-up ("the link says it's expired") often names too little
+    /// to find its article alone; read with the message before it, it does. Of the two
+    /// searches the one closer to what it found wins, so a new question after an unrelated
+    /// one is searched as it is. Out-of-scope questions are only ever searched alone.
+    async fn search(&self, request: &AnswerRequest<'_>) -> Result<(SearchResults, bool), AnswerError> {
+        let search = |text: String| {
+            let request = SearchRequest::new(self.tenant.clone(), text);
+            async move { self.knowledge.search(&request).await.map_err(|e| AnswerError(e.to_string())) }
+        };
+        let alone = search(request.question.to_owned()).await?;
+        let previous = request.history.iter().rev().find(|m| m.role == concierge_core::Role::User);
+        let Some(previous) = previous.filter(|_| !request.out_of_scope) else { return Ok((alone, false)) };
+        let together = search(format!("{} {}", previous.content, request.question)).await?;
+        let closer = match (alone.not_found, together.not_found) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => together.best_similarity.unwrap_or(0.0) > alone.best_similarity.unwrap_or(0.0),
+        };
+        Ok(if closer { (together, true) } else { (alone, false) })
+    }
+
     /// The answer from `hits` (prompt order, most relevant last).
     async fn answer_from_passages(
         &self,

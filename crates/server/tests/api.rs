@@ -342,6 +342,24 @@ async fn a_refund_in_full_looks_the_order_up_and_asks_for_what_is_left_to_refund
 }
 
 #[tokio::test]
+async fn a_follow_up_too_short_to_find_its_article_alone_is_searched_with_the_message_before_it() {
+    let backend = acme_backend().await;
+    let server = demo_agent(&backend).await;
+    let id = server.create_conversation().await;
+    let (_, first) = server.say(&id, "forgot my password how do i reset").await;
+    assert_eq!(first["reply"]["metadata"]["retrieval"]["with_previous_message"], false, "{first}");
+    let (_, body) = server.say(&id, "the link says its expired").await;
+    let meta = &body["reply"]["metadata"];
+    assert_eq!(meta["retrieval"]["with_previous_message"], true, "{body}");
+    let cited: Vec<&str> =
+        meta["citations"].as_array().unwrap().iter().filter_map(|c| c["article_id"].as_str()).collect();
+    assert!(cited.contains(&"password-reset"), "{body}");
+    // A new question after it is searched as it is.
+    let (_, body) = server.say(&id, "Do you ship to Canada?").await;
+    assert_eq!(body["reply"]["metadata"]["retrieval"]["with_previous_message"], false, "{body}");
+}
+
+#[tokio::test]
 async fn a_small_refund_is_made_at_once_and_a_denied_one_is_explained() {
     let backend = acme_backend().await;
     let server = demo_agent(&backend).await;
