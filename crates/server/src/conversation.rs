@@ -14,10 +14,11 @@ use concierge_core::{
     Approval, ApprovalId, Conversation, ConversationId, ConversationStatus, Message, MessageId, MessageText, Role,
     TenantId,
 };
-use concierge_graph::GraphError;
+use concierge_graph::{GraphError, GraphEvent};
 use concierge_store::{NewMessage, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::knowledge::{check_document_id, DocumentSummary, IngestOutcome, Knowledge, NewDocument, SOURCE_API};
@@ -36,6 +37,33 @@ pub struct Exchange {
     pub conversation_id: ConversationId,
     pub message: Message,
     pub reply: Message,
+}
+
+/// One event of a streamed turn: its type (`meta`, `token`, `done`, …) and its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnEvent {
+    pub kind: String,
+    pub data: Value,
+}
+
+/// Events a streamed turn holds for a client slower than the turn.
+const STREAM_BUFFER: usize = 64;
+
+/// The reply as the pieces a stream sends: its sentences (with the space after each) and
+/// the blank lines between its parts, so that the pieces joined are the reply exactly.
+fn tokens(reply: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for span in concierge_retrieval::sentence_spans(reply) {
+        if span.end > start {
+            pieces.push(reply[start..span.end].to_owned());
+            start = span.end;
+        }
+    }
+    if start < reply.len() {
+        pieces.push(reply[start..].to_owned());
+    }
+    pieces
 }
 
 /// A conversation with every message in order.
@@ -136,6 +164,99 @@ impl ConversationService {
         });
         let reply = turn.await.map_err(|e| ApiError::Internal(format!("the turn's task failed: {e}")))??;
         Ok(Exchange { conversation_id: id, message, reply })
+    }
+
+    /// [`post_message`](Self::post_message), told as it happens: the stored message, then
+    /// the turn's events (DESIGN.md "Events on the stream"): `meta`, `tool_started`,
+    /// `tool_finished`, `approval_required`, `escalated` as the agent reaches them, then the
+    /// reply as `token`s (sentence by sentence: a sentence is released only once the
+    /// grounding gate has passed it), its `citation`s and `done`. Bad input is refused
+    /// before anything is streamed. A client that goes away stops only the sending: the
+    /// turn runs on and its reply is stored.
+    pub async fn post_message_streamed(
+        &self,
+        id: ConversationId,
+        content: &str,
+    ) -> Result<mpsc::Receiver<TurnEvent>, ApiError> {
+        let text = MessageText::parse(content, self.max_message_chars)?;
+        let conversation = self.require(id).await?;
+        let message = self.append(id, Role::User, text.as_str().to_owned(), json!({})).await?;
+        let started = Instant::now();
+        let input = TurnInput {
+            tenant: self.tenant.clone(),
+            conversation: id,
+            turn: message.seq,
+            message: text.as_str().to_owned(),
+            customer: conversation.customer_ref,
+        };
+        let (out, events) = mpsc::channel(STREAM_BUFFER);
+        let (agent, store, tenant) = (Arc::clone(&self.agent), Arc::clone(&self.store), self.tenant.clone());
+        tokio::spawn(async move {
+            let (graph_events, mut from_graph) = mpsc::channel(STREAM_BUFFER);
+            let forward = {
+                let out = out.clone();
+                let message_id = message.id;
+                tokio::spawn(async move {
+                    // Drained to the end whoever listens, so the agent never waits on a
+                    // client that has gone.
+                    let mut listening = true;
+                    while let Some(event) = from_graph.recv().await {
+                        let GraphEvent::Node(event) = event else { continue };
+                        let mut data = serde_json::to_value(&event).unwrap_or_default();
+                        let kind = data["type"].as_str().unwrap_or("event").to_owned();
+                        if kind == "meta" {
+                            data["conversation_id"] = json!(id);
+                            data["message_id"] = json!(message_id);
+                        }
+                        if listening {
+                            listening = out.send(TurnEvent { kind, data }).await.is_ok();
+                        }
+                    }
+                })
+            };
+            let (text, mut metadata) = match agent.handle(input, Some(graph_events)).await {
+                Ok(outcome) => (outcome.text, outcome.metadata),
+                Err(error) => agent_failed(id, &error),
+            };
+            let _ = forward.await;
+            metadata["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+            let reply = match append(store.as_ref(), &tenant, id, Role::Assistant, text, metadata).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    tracing::error!(conversation = %id, %error, "the reply could not be stored");
+                    let (_, code) = error.status_and_code();
+                    let data = json!({ "code": code, "message": "the reply could not be stored; the message is kept" });
+                    let _ = out.send(TurnEvent { kind: "error".into(), data }).await;
+                    return;
+                }
+            };
+            let mut first_token = None;
+            for piece in tokens(&reply.content) {
+                first_token.get_or_insert_with(|| started.elapsed());
+                if out.send(TurnEvent { kind: "token".into(), data: json!({ "text": piece }) }).await.is_err() {
+                    return;
+                }
+            }
+            for citation in reply.metadata["citations"].as_array().into_iter().flatten() {
+                if out.send(TurnEvent { kind: "citation".into(), data: citation.clone() }).await.is_err() {
+                    return;
+                }
+            }
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            let meta = &reply.metadata;
+            let done = json!({
+                "message_id": reply.id,
+                "user_message_id": message.id,
+                "answered_by": meta["answered_by"],
+                "intent": meta["intent"],
+                "usage": meta["usage"],
+                "cost_micros": meta["cost_micros"],
+                "ttft_ms": first_token.map(ms),
+                "latency_ms": ms(started.elapsed()),
+            });
+            let _ = out.send(TurnEvent { kind: "done".into(), data: done }).await;
+        });
+        Ok(events)
     }
 
     /// The customer messages a previous process stored but did not answer (it died

@@ -1,10 +1,12 @@
 //! HTTP handlers: extract, call the service, answer. No logic lives here.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use concierge_core::{ApprovalId, ConversationId};
 use serde::Deserialize;
@@ -55,12 +57,29 @@ pub async fn create_conversation(
     Ok((StatusCode::CREATED, Json(conversation)))
 }
 
+/// The exchange as JSON; or, when the client accepts `text/event-stream`, the turn's
+/// events as they happen (server-sent events, kept alive while the turn works).
 pub async fn post_message(
     State(service): State<AppState>,
     PathId(id): PathId<ConversationId>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<PostMessage>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(service.post_message(id, &body.content).await?))
+) -> Result<Response, ApiError> {
+    let wants_stream = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with("text/event-stream")));
+    if !wants_stream {
+        return Ok(Json(service.post_message(id, &body.content).await?).into_response());
+    }
+    let events = service.post_message_streamed(id, &body.content).await?;
+    let stream = futures::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await?;
+        let sse = Event::default().event(event.kind).json_data(event.data).unwrap_or_default();
+        Some((Ok::<_, Infallible>(sse), events))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 pub async fn get_conversation(
