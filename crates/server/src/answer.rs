@@ -97,10 +97,16 @@ impl KnowledgeAnswerer {
             let request = SearchRequest::new(self.tenant.clone(), text);
             async move { self.knowledge.search(&request).await.map_err(|e| AnswerError(e.to_string())) }
         };
-        let alone = search(request.question.to_owned()).await?;
         let previous = request.history.iter().rev().find(|m| m.role == concierge_core::Role::User);
-        let Some(previous) = previous.filter(|_| !request.out_of_scope) else { return Ok((alone, false)) };
-        let together = search(format!("{} {}", previous.content, request.question)).await?;
+        let Some(previous) = previous.filter(|_| !request.out_of_scope) else {
+            return Ok((search(request.question.to_owned()).await?, false));
+        };
+        // Both at once: the embedder batches the two questions.
+        let (alone, together) = tokio::join!(
+            search(request.question.to_owned()),
+            search(format!("{} {}", previous.content, request.question))
+        );
+        let (alone, together) = (alone?, together?);
         let closer = match (alone.not_found, together.not_found) {
             (true, false) => true,
             (false, true) => false,

@@ -39,6 +39,33 @@ pub struct Exchange {
     pub reply: Message,
 }
 
+/// A customer's message, stored, and what answering it needs.
+struct Turn {
+    agent: Arc<SupportAgent>,
+    store: Arc<dyn Store>,
+    tenant: TenantId,
+    message: Message,
+    input: TurnInput,
+    started: Instant,
+}
+
+impl Turn {
+    /// Lets the agent answer (its events to `events`) and stores the reply, with the
+    /// turn's latency; an agent that fails gets the customer an honest reply instead.
+    async fn answer(
+        self,
+        events: Option<mpsc::Sender<GraphEvent<concierge_agent::AgentEvent>>>,
+    ) -> Result<Message, ApiError> {
+        let id = self.input.conversation;
+        let (text, mut metadata) = match self.agent.handle(self.input, events).await {
+            Ok(outcome) => (outcome.text, outcome.metadata),
+            Err(error) => agent_failed(id, &error),
+        };
+        metadata["latency_ms"] = json!(self.started.elapsed().as_secs_f64() * 1000.0);
+        append(self.store.as_ref(), &self.tenant, id, Role::Assistant, text, metadata).await
+    }
+}
+
 /// One event of a streamed turn: its type (`meta`, `token`, `done`, …) and its data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnEvent {
@@ -142,10 +169,18 @@ impl ConversationService {
     /// own: a request that gives up at its deadline leaves it to finish, and its reply is
     /// still stored in the conversation.
     pub async fn post_message(&self, id: ConversationId, content: &str) -> Result<Exchange, ApiError> {
+        let turn = self.begin_turn(id, content).await?;
+        let message = turn.message.clone();
+        let task = tokio::spawn(turn.answer(None));
+        let reply = task.await.map_err(|e| ApiError::Internal(format!("the turn's task failed: {e}")))??;
+        Ok(Exchange { conversation_id: id, message, reply })
+    }
+
+    /// Checks and stores the customer's message: the turn that answers it, not started yet.
+    async fn begin_turn(&self, id: ConversationId, content: &str) -> Result<Turn, ApiError> {
         let text = MessageText::parse(content, self.max_message_chars)?;
         let conversation = self.require(id).await?;
         let message = self.append(id, Role::User, text.as_str().to_owned(), json!({})).await?;
-        let started = Instant::now();
         let input = TurnInput {
             tenant: self.tenant.clone(),
             conversation: id,
@@ -153,17 +188,14 @@ impl ConversationService {
             message: text.as_str().to_owned(),
             customer: conversation.customer_ref,
         };
-        let (agent, store, tenant) = (Arc::clone(&self.agent), Arc::clone(&self.store), self.tenant.clone());
-        let turn = tokio::spawn(async move {
-            let (text, mut metadata) = match agent.handle(input, None).await {
-                Ok(outcome) => (outcome.text, outcome.metadata),
-                Err(error) => agent_failed(id, &error),
-            };
-            metadata["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
-            append(store.as_ref(), &tenant, id, Role::Assistant, text, metadata).await
-        });
-        let reply = turn.await.map_err(|e| ApiError::Internal(format!("the turn's task failed: {e}")))??;
-        Ok(Exchange { conversation_id: id, message, reply })
+        Ok(Turn {
+            agent: Arc::clone(&self.agent),
+            store: Arc::clone(&self.store),
+            tenant: self.tenant.clone(),
+            message,
+            input,
+            started: Instant::now(),
+        })
     }
 
     /// [`post_message`](Self::post_message), told as it happens: the stored message, then
@@ -178,20 +210,10 @@ impl ConversationService {
         id: ConversationId,
         content: &str,
     ) -> Result<mpsc::Receiver<TurnEvent>, ApiError> {
-        let text = MessageText::parse(content, self.max_message_chars)?;
-        let conversation = self.require(id).await?;
-        let message = self.append(id, Role::User, text.as_str().to_owned(), json!({})).await?;
-        let started = Instant::now();
-        let input = TurnInput {
-            tenant: self.tenant.clone(),
-            conversation: id,
-            turn: message.seq,
-            message: text.as_str().to_owned(),
-            customer: conversation.customer_ref,
-        };
+        let turn = self.begin_turn(id, content).await?;
         let (out, events) = mpsc::channel(STREAM_BUFFER);
-        let (agent, store, tenant) = (Arc::clone(&self.agent), Arc::clone(&self.store), self.tenant.clone());
         tokio::spawn(async move {
+            let (message, started) = (turn.message.clone(), turn.started);
             let (graph_events, mut from_graph) = mpsc::channel(STREAM_BUFFER);
             let forward = {
                 let out = out.clone();
@@ -214,13 +236,9 @@ impl ConversationService {
                     }
                 })
             };
-            let (text, mut metadata) = match agent.handle(input, Some(graph_events)).await {
-                Ok(outcome) => (outcome.text, outcome.metadata),
-                Err(error) => agent_failed(id, &error),
-            };
+            let stored = turn.answer(Some(graph_events)).await;
             let _ = forward.await;
-            metadata["latency_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
-            let reply = match append(store.as_ref(), &tenant, id, Role::Assistant, text, metadata).await {
+            let reply = match stored {
                 Ok(reply) => reply,
                 Err(error) => {
                     tracing::error!(conversation = %id, %error, "the reply could not be stored");

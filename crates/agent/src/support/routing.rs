@@ -53,7 +53,7 @@ pub(crate) async fn route(
     let routing = if named == OUT_OF_SCOPE {
         let (nearest, similarity) = match classified {
             Routing::OutOfScope { nearest, similarity } => (nearest.clone(), *similarity),
-            other => (best_of(other)?, 0.0),
+            other => (read_as(other).first().map(|s| (*s).clone())?, 0.0),
         };
         Routing::OutOfScope { nearest, similarity }
     } else {
@@ -70,24 +70,19 @@ pub(crate) async fn route(
     Some((routing, record))
 }
 
-/// The classifier's confidence in `intent`, when its reading named it.
-fn confidence_in(routing: &Routing, intent: &str) -> Option<f32> {
-    let scored: Vec<&Scored> = match routing {
+/// The intents the classifier's reading names, likeliest first.
+fn read_as(routing: &Routing) -> Vec<&Scored> {
+    match routing {
         Routing::Intent { intent, .. } => vec![intent],
         Routing::Several { intents } => intents.iter().map(|(s, _)| s).collect(),
         Routing::Clarify { candidates } => candidates.iter().collect(),
         Routing::OutOfScope { nearest, .. } => vec![nearest],
-    };
-    scored.into_iter().find(|s| s.intent == intent).map(|s| s.confidence)
+    }
 }
 
-fn best_of(routing: &Routing) -> Option<Scored> {
-    match routing {
-        Routing::Intent { intent, .. } => Some(intent.clone()),
-        Routing::Several { intents } => intents.first().map(|(s, _)| s.clone()),
-        Routing::Clarify { candidates } => Some(candidates[0].clone()),
-        Routing::OutOfScope { nearest, .. } => Some(nearest.clone()),
-    }
+/// The classifier's confidence in `intent`, when its reading named it.
+fn confidence_in(routing: &Routing, intent: &str) -> Option<f32> {
+    read_as(routing).into_iter().find(|s| s.intent == intent).map(|s| s.confidence)
 }
 
 /// The intent a model's answer names: `{"intent": "…"}`, possibly wrapped in prose or a
