@@ -42,6 +42,7 @@ pub async fn run(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result
     let addr = server.local_addr()?;
     println!("Acme backend  http://{backend_addr}  ({orders} orders, {customers} customers; try /orders/A-10024)");
     println!("Concierge     http://{addr}  (store: {})", crate::redacted_store(&config));
+    println!("Web chat      http://{addr}/      console http://{addr}/console      API docs http://{addr}/docs/");
     println!("Chat          concierge chat --url http://{addr}");
     println!(
         "              curl -s -X POST http://{addr}/v1/conversations/$(curl -s -X POST http://{addr}/v1/conversations | jq -r .id)/messages \\\n                -H 'content-type: application/json' -d '{{\"content\":\"Where is my order?\"}}'"

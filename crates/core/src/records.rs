@@ -12,6 +12,7 @@ macro_rules! named_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -81,6 +82,7 @@ named_enum!(
 
 /// One company served by this Concierge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
@@ -92,6 +94,7 @@ pub struct Tenant {
 /// A stored API key. Only a hash of the secret is kept; `prefix` is the public, unique part
 /// used to find the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyRecord {
     pub prefix: String,
     pub tenant_id: TenantId,
@@ -103,6 +106,7 @@ pub struct ApiKeyRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
     pub id: ConversationId,
     pub tenant_id: TenantId,
@@ -118,6 +122,7 @@ pub struct Conversation {
 /// One message of a conversation. `seq` orders messages within their conversation; the
 /// store assigns it, so concurrent writers never produce two messages with the same place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,
@@ -132,6 +137,7 @@ pub struct Message {
 
 /// The state of a graph run after one step, so the run can resume after a crash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checkpoint {
     pub run_id: String,
     pub conversation_id: ConversationId,
@@ -144,6 +150,7 @@ pub struct Checkpoint {
 
 /// One tool call, as kept in the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolCallRecord {
     /// Derived from (conversation, turn, step) so a resumed run never repeats a side effect.
     pub idempotency_key: String,
@@ -159,6 +166,7 @@ pub struct ToolCallRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ticket {
     pub id: TicketId,
     pub tenant_id: TenantId,
@@ -174,6 +182,7 @@ pub struct Ticket {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Approval {
     pub id: ApprovalId,
     pub tenant_id: TenantId,
@@ -194,6 +203,7 @@ pub struct Approval {
 
 /// A customer's rating of one answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Feedback {
     pub message_id: MessageId,
     pub tenant_id: TenantId,
@@ -207,6 +217,7 @@ pub struct Feedback {
 /// A knowledge-base document. `external_id` is the company's own id (e.g. an article slug),
 /// unique per tenant; `content_hash` lets re-ingestion skip unchanged documents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Document {
     pub id: DocumentId,
     pub tenant_id: TenantId,
@@ -222,6 +233,7 @@ pub struct Document {
 /// A searchable piece of a document. `parent` is the index of the section chunk this one
 /// belongs to, when chunks are nested.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Chunk {
     pub document_id: DocumentId,
     pub ordinal: i64,
@@ -232,6 +244,7 @@ pub struct Chunk {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: JobId,
     pub tenant_id: TenantId,
@@ -250,6 +263,7 @@ pub struct Job {
 
 /// Tokens and cost of one model call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageRecord {
     pub tenant_id: TenantId,
     pub conversation_id: Option<ConversationId>,
@@ -263,6 +277,7 @@ pub struct UsageRecord {
 
 /// Usage added up over a period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageSummary {
     pub calls: i64,
     pub prompt_tokens: i64,

@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{self, AppState};
+use crate::{openai, web, ws};
 
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy)]
@@ -36,16 +37,29 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_document_bytes))
         .layer(axum::Extension(BodyLimit(limits.max_document_bytes)));
     let api = Router::new()
-        .route("/v1/conversations", post(routes::create_conversation))
+        .route("/", get(web::chat_page))
+        .route("/console", get(web::console_page))
+        .route("/web/{name}", get(web::asset))
+        .route("/v1/conversations", post(routes::create_conversation).get(routes::list_conversations))
         .route("/v1/conversations/{id}", get(routes::get_conversation))
+        .route("/v1/conversations/{id}/events", get(routes::follow_conversation))
         .route("/v1/conversations/{id}/messages", post(routes::post_message))
         .merge(documents)
         .route("/v1/documents/{*id}", get(routes::get_document).delete(routes::delete_document))
         .route("/v1/search", get(routes::search))
         .route("/v1/approvals", get(routes::list_approvals))
         .route("/v1/approvals/{id}", post(routes::decide_approval))
+        .route("/v1/tickets", get(routes::list_tickets))
+        .route("/v1/feedback", post(routes::post_feedback).get(routes::list_feedback))
+        .route("/v1/stats", get(routes::stats))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/jobs", post(routes::submit_job))
+        .route("/v1/jobs/{id}", get(routes::get_job))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", crate::openapi::spec()))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

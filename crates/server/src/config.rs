@@ -43,8 +43,54 @@ pub struct Config {
     pub backends: BTreeMap<String, BackendSpec>,
     /// Declared tools (see `concierge_agent::ToolSpec`), in the order they are tried.
     pub tools: Vec<ToolSpec>,
+    /// Asynchronous jobs: the queue, its workers, priorities and webhooks.
+    pub jobs: JobsConfig,
+    /// The web chat and the operator console.
+    pub web: WebConfig,
     #[serde(skip)]
     pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// A folder with the company's own copy of the pages' files (`chat.html`,
+    /// `console.html`, `style.css`, …), served instead of the built-in ones, file by file.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs run at once by this process; 0 accepts and stores jobs without running them.
+    pub workers: usize,
+    /// Jobs waiting at most; beyond it, `POST /v1/jobs` answers 429 with `Retry-After`.
+    pub queue_capacity: usize,
+    /// A job's priority by its tenant's tier: higher runs first.
+    pub tier_priority: BTreeMap<String, i32>,
+    /// Attempts of a job whose turn fails before it is marked failed.
+    pub max_attempts: i32,
+    /// The variable holding the secret webhooks are signed with (HMAC-SHA256); without it,
+    /// jobs cannot ask for a webhook.
+    pub webhook_secret_env: String,
+    pub webhook_timeout_secs: u64,
+    /// Deliveries tried before a webhook is given up (logged).
+    pub webhook_attempts: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        let tiers = [("free", 0), ("basic", 1), ("standard", 1), ("premium", 2), ("enterprise", 3)];
+        Self {
+            workers: 2,
+            queue_capacity: 256,
+            tier_priority: tiers.into_iter().map(|(tier, p)| (tier.to_owned(), p)).collect(),
+            max_attempts: 3,
+            webhook_secret_env: "CONCIERGE_WEBHOOK_SECRET".into(),
+            webhook_timeout_secs: 10,
+            webhook_attempts: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +120,8 @@ pub struct StoreConfig {
 pub struct TenantConfig {
     pub id: TenantId,
     pub name: String,
+    /// Its service tier (a key of `jobs.tier_priority`): its jobs' priority.
+    pub tier: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +148,8 @@ pub struct Secrets {
     /// Model and embeddings providers' keys, by the name of the variable that held them
     /// (`api_key_env`).
     pub llm_keys: BTreeMap<String, SecretString>,
+    /// The secret webhooks are signed with (`jobs.webhook_secret_env`).
+    pub webhook_secret: Option<SecretString>,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +174,7 @@ impl Default for TenantConfig {
         Self {
             id: TenantId::try_from("default".to_owned()).expect("`default` is a valid tenant id"),
             name: "Default".into(),
+            tier: "standard".into(),
         }
     }
 }
@@ -164,7 +215,7 @@ impl Config {
         // (ports of the demo, the models folder) belong to other parts of the program.
         figment = figment.merge(Env::prefixed("CONCIERGE_").split("__").filter(|key| key.as_str().contains('.')));
         let mut config: Config = figment.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
-        config.secrets = Secrets::from_env(&config.llm, &config.knowledge);
+        config.secrets = Secrets::from_env(&config.llm, &config.knowledge, &config.jobs);
         config.validate(file)?;
         Ok(config)
     }
@@ -240,6 +291,29 @@ impl Config {
                 format!("is `{:?}`, which needs a model, but llm.provider is `none`", self.router.llm).to_lowercase(),
             );
         }
+        let jobs = &self.jobs;
+        if jobs.workers > 64 {
+            return fail("jobs.workers", format!("is {}; expected 0 to 64", jobs.workers));
+        }
+        if !(1..=1_000_000).contains(&jobs.queue_capacity) {
+            return fail("jobs.queue_capacity", format!("is {}; expected 1 to 1000000", jobs.queue_capacity));
+        }
+        if !(1..=20).contains(&jobs.max_attempts) {
+            return fail("jobs.max_attempts", format!("is {}; expected 1 to 20", jobs.max_attempts));
+        }
+        if !(1..=300).contains(&jobs.webhook_timeout_secs) || !(1..=20).contains(&jobs.webhook_attempts) {
+            return fail(
+                "jobs.webhook_timeout_secs",
+                "and jobs.webhook_attempts must be 1 to 300 s and 1 to 20".into(),
+            );
+        }
+        if !jobs.tier_priority.contains_key(&self.tenant.tier) {
+            let tiers: Vec<&str> = jobs.tier_priority.keys().map(String::as_str).collect();
+            return fail("tenant.tier", format!("is `{}`; expected one of {}", self.tenant.tier, tiers.join(", ")));
+        }
+        if let Some(dir) = self.web.dir.as_ref().filter(|d| !d.is_dir()) {
+            return fail("web.dir", format!("is `{}`, which is not a folder", dir.display()));
+        }
         self.tool_registry().map_err(|e| ConfigError::Tools { problem: e.to_string(), source_name })?;
         Ok(())
     }
@@ -253,11 +327,11 @@ impl Config {
 impl Secrets {
     /// `DATABASE_URL`, and the variables `llm` and `knowledge` name as holding keys; unset or empty
     /// variables are left out.
-    fn from_env(llm: &LlmConfig, knowledge: &KnowledgeConfig) -> Self {
+    fn from_env(llm: &LlmConfig, knowledge: &KnowledgeConfig, jobs: &JobsConfig) -> Self {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(SecretString::from);
         let variables = llm.key_variables().into_iter().chain(knowledge.key_variable());
         let llm_keys = variables.filter_map(|var| Some((var.to_owned(), get(var)?))).collect();
-        Self { database_url: get("DATABASE_URL"), llm_keys }
+        Self { database_url: get("DATABASE_URL"), llm_keys, webhook_secret: get(&jobs.webhook_secret_env) }
     }
 
     /// The key held by the variable `var`, if it was set.

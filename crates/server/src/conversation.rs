@@ -11,8 +11,8 @@ use std::time::Instant;
 use concierge_agent::support::AgentError;
 use concierge_agent::{SupportAgent, TurnInput};
 use concierge_core::{
-    Approval, ApprovalId, Conversation, ConversationId, ConversationStatus, Message, MessageId, MessageText, Role,
-    TenantId,
+    Approval, ApprovalId, Conversation, ConversationId, ConversationStatus, Feedback, Message, MessageId, MessageText,
+    Role, TenantId, Ticket, TicketStatus,
 };
 use concierge_graph::{GraphError, GraphEvent};
 use concierge_store::{NewMessage, Store, StoreError};
@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
+use crate::hub::{Follower, Hub};
 use crate::knowledge::{check_document_id, DocumentSummary, IngestOutcome, Knowledge, NewDocument, SOURCE_API};
+use crate::stats::{Stats, StatsReport, TurnOutcome};
 
 pub struct ConversationService {
     store: Arc<dyn Store>,
@@ -29,10 +31,13 @@ pub struct ConversationService {
     agent: Arc<SupportAgent>,
     tenant: TenantId,
     max_message_chars: usize,
+    stats: Arc<Stats>,
+    agent_name: String,
+    hub: Arc<Hub>,
 }
 
 /// A customer's message and the answer to it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Exchange {
     pub conversation_id: ConversationId,
     pub message: Message,
@@ -47,6 +52,8 @@ struct Turn {
     message: Message,
     input: TurnInput,
     started: Instant,
+    stats: Arc<Stats>,
+    hub: Arc<Hub>,
 }
 
 impl Turn {
@@ -61,9 +68,18 @@ impl Turn {
             Ok(outcome) => (outcome.text, outcome.metadata),
             Err(error) => agent_failed(id, &error),
         };
-        metadata["latency_ms"] = json!(self.started.elapsed().as_secs_f64() * 1000.0);
-        append(self.store.as_ref(), &self.tenant, id, Role::Assistant, text, metadata).await
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        metadata["latency_ms"] = json!(latency_ms);
+        record(&self.stats, &metadata, latency_ms);
+        append(self.store.as_ref(), &self.hub, &self.tenant, id, Role::Assistant, text, metadata).await
     }
+}
+
+/// A turn's reply, counted in the live figures.
+fn record(stats: &Stats, metadata: &Value, latency_ms: f64) {
+    let outcome = TurnOutcome::of(metadata["answered_by"].as_str().unwrap_or(""));
+    let cost = metadata["cost_micros"].as_i64().unwrap_or(0);
+    stats.record_turn(concierge_core::now(), outcome, latency_ms, cost);
 }
 
 /// One event of a streamed turn: its type (`meta`, `token`, `done`, …) and its data.
@@ -94,7 +110,7 @@ fn tokens(reply: &str) -> Vec<String> {
 }
 
 /// A conversation with every message in order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Transcript {
     #[serde(flatten)]
     pub conversation: Conversation,
@@ -102,7 +118,7 @@ pub struct Transcript {
 }
 
 /// An operator's decision on an approval.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     pub approve: bool,
@@ -113,7 +129,7 @@ pub struct Decision {
 }
 
 /// A decided approval and what the customer was told after it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Decided {
     pub approval: Approval,
     pub reply: Option<Message>,
@@ -127,7 +143,87 @@ impl ConversationService {
         tenant: TenantId,
         max_message_chars: usize,
     ) -> Self {
-        Self { store, knowledge, agent: Arc::new(agent), tenant, max_message_chars }
+        let agent_name = "concierge".to_owned();
+        Self {
+            store,
+            knowledge,
+            agent: Arc::new(agent),
+            tenant,
+            max_message_chars,
+            stats: Arc::default(),
+            agent_name,
+            hub: Arc::default(),
+        }
+    }
+
+    /// The service with its agent known by `name` (`agent.name`).
+    pub fn named(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.agent_name);
+        self
+    }
+
+    pub fn agent_name(&self) -> &str {
+        &self.agent_name
+    }
+
+    pub fn max_message_chars(&self) -> usize {
+        self.max_message_chars
+    }
+
+    /// Stores a new conversation's earlier messages, brought by a client that kept them
+    /// itself (`metadata.imported`), so the agent remembers them.
+    pub async fn import_history(&self, id: ConversationId, history: &[(Role, String)]) -> Result<(), ApiError> {
+        for (role, text) in history {
+            let text: String = text.chars().take(self.max_message_chars).collect();
+            self.append(id, *role, text, json!({ "imported": true })).await?;
+        }
+        Ok(())
+    }
+
+    /// The last hour's figures of this process.
+    pub fn stats(&self) -> StatsReport {
+        self.stats.report(concierge_core::now())
+    }
+
+    /// Up to `limit` conversations, newest first, before `before` when given.
+    pub async fn conversations(
+        &self,
+        limit: u32,
+        before: Option<ConversationId>,
+    ) -> Result<Vec<Conversation>, ApiError> {
+        Ok(self.store.list_conversations(&self.tenant, limit, before).await?)
+    }
+
+    pub async fn tickets(&self, status: Option<TicketStatus>, limit: u32) -> Result<Vec<Ticket>, ApiError> {
+        Ok(self.store.list_tickets(&self.tenant, status, limit).await?)
+    }
+
+    /// Records a customer's rating of one of the assistant's replies; rating it again
+    /// replaces the first rating.
+    pub async fn rate(&self, message: MessageId, rating: i16, comment: Option<String>) -> Result<Feedback, ApiError> {
+        let rated = self
+            .store
+            .message(&self.tenant, message)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("message {message}")))?;
+        if rated.role != Role::Assistant {
+            return Err(ApiError::InvalidBody("only the assistant's replies can be rated".into()));
+        }
+        let feedback = Feedback {
+            message_id: message,
+            tenant_id: self.tenant.clone(),
+            conversation_id: rated.conversation_id,
+            rating,
+            comment,
+            created_at: concierge_core::now(),
+        };
+        self.store.add_feedback(&feedback).await?;
+        self.stats.record_rating(feedback.created_at, rating);
+        Ok(feedback)
+    }
+
+    pub async fn feedback(&self, limit: u32) -> Result<Vec<Feedback>, ApiError> {
+        Ok(self.store.list_feedback(&self.tenant, limit).await?)
     }
 
     /// The support agent's graph, as a Mermaid flowchart.
@@ -195,7 +291,37 @@ impl ConversationService {
             message,
             input,
             started: Instant::now(),
+            stats: Arc::clone(&self.stats),
+            hub: Arc::clone(&self.hub),
         })
+    }
+
+    /// Checks and stores a customer's message to be answered later (by a job).
+    pub async fn accept(&self, id: ConversationId, content: &str) -> Result<Message, ApiError> {
+        Ok(self.begin_turn(id, content).await?.message)
+    }
+
+    /// The reply to a stored customer message: the one already stored after it, if any
+    /// (the message was answered before, by this or an earlier attempt), else the turn is
+    /// run (carried on from its checkpoints, if an earlier attempt left some) and its reply
+    /// stored. However often it is asked, a message is answered once.
+    /// `retried` marks a reply made by a later attempt (`metadata.recovered`).
+    pub async fn answer_stored(
+        &self,
+        id: ConversationId,
+        message: MessageId,
+        retried: bool,
+    ) -> Result<Message, ApiError> {
+        let conversation = self.require(id).await?;
+        let messages = self.store.messages(&self.tenant, id).await?;
+        let at = messages
+            .iter()
+            .position(|m| m.id == message && m.role == Role::User)
+            .ok_or_else(|| ApiError::not_found(format!("customer message {message}")))?;
+        if let Some(reply) = messages[at + 1..].iter().take_while(|m| m.role != Role::User).next() {
+            return Ok(reply.clone());
+        }
+        self.answer_left(&conversation, &messages[at], retried).await
     }
 
     /// [`post_message`](Self::post_message), told as it happens: the stored message, then
@@ -297,30 +423,48 @@ impl ConversationService {
     pub async fn answer_unanswered(&self, unanswered: Vec<(Conversation, Message)>) -> Result<usize, ApiError> {
         let mut answered = 0;
         for (conversation, last) in unanswered {
-            let recovered = self.agent.recover(self.tenant.clone(), conversation.id, last.seq).await;
-            let outcome = match recovered {
-                Err(AgentError::Graph(GraphError::UnknownRun(_))) => {
-                    let input = TurnInput {
-                        tenant: self.tenant.clone(),
-                        conversation: conversation.id,
-                        turn: last.seq,
-                        message: last.content.clone(),
-                        customer: conversation.customer_ref.clone(),
-                    };
-                    self.agent.handle(input, None).await
-                }
-                other => other,
-            };
-            let (text, mut metadata) = match outcome {
-                Ok(outcome) => (outcome.text, outcome.metadata),
-                Err(error) => agent_failed(conversation.id, &error),
-            };
-            metadata["recovered"] = json!(true);
-            self.append(conversation.id, Role::Assistant, text, metadata).await?;
-            tracing::info!(conversation = %conversation.id, turn = last.seq, "answered a message left unanswered");
+            let reply = self.answer_left(&conversation, &last, true).await?;
+            tracing::info!(conversation = %conversation.id, turn = last.seq, reply = %reply.id, "answered a message left unanswered");
             answered += 1;
         }
         Ok(answered)
+    }
+
+    /// Answers a stored customer message that has no reply: a turn with checkpoints
+    /// carries on from the last one, a turn without starts again. `recovered` is recorded
+    /// on the reply.
+    async fn answer_left(
+        &self,
+        conversation: &Conversation,
+        last: &Message,
+        recovered: bool,
+    ) -> Result<Message, ApiError> {
+        let started = Instant::now();
+        let resumed = self.agent.recover(self.tenant.clone(), conversation.id, last.seq).await;
+        let outcome = match resumed {
+            Err(AgentError::Graph(GraphError::UnknownRun(_))) => {
+                let input = TurnInput {
+                    tenant: self.tenant.clone(),
+                    conversation: conversation.id,
+                    turn: last.seq,
+                    message: last.content.clone(),
+                    customer: conversation.customer_ref.clone(),
+                };
+                self.agent.handle(input, None).await
+            }
+            other => other,
+        };
+        let (text, mut metadata) = match outcome {
+            Ok(outcome) => (outcome.text, outcome.metadata),
+            Err(error) => agent_failed(conversation.id, &error),
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        metadata["latency_ms"] = json!(latency_ms);
+        if recovered {
+            metadata["recovered"] = json!(true);
+        }
+        record(&self.stats, &metadata, latency_ms);
+        self.append(conversation.id, Role::Assistant, text, metadata).await
     }
 
     /// The approvals waiting for an operator, oldest first.
@@ -402,12 +546,26 @@ impl ConversationService {
         content: String,
         metadata: Value,
     ) -> Result<Message, ApiError> {
-        append(self.store.as_ref(), &self.tenant, id, role, content, metadata).await
+        append(self.store.as_ref(), &self.hub, &self.tenant, id, role, content, metadata).await
+    }
+
+    /// Follows a conversation: every message stored in it from now on. Unknown
+    /// conversations are refused.
+    pub async fn follow(&self, id: ConversationId) -> Result<Follower, ApiError> {
+        self.require(id).await?;
+        Ok(self.hub.follow(id))
+    }
+
+    /// Conversations clients follow now.
+    pub fn followed(&self) -> usize {
+        self.hub.followed()
     }
 }
 
+/// Stores a message and tells the conversation's followers.
 async fn append(
     store: &dyn Store,
+    hub: &Hub,
     tenant: &TenantId,
     id: ConversationId,
     role: Role,
@@ -416,7 +574,9 @@ async fn append(
 ) -> Result<Message, ApiError> {
     let new =
         NewMessage { id: MessageId::new(), conversation_id: id, tenant_id: tenant.clone(), role, content, metadata };
-    Ok(store.append_message(new).await?)
+    let message = store.append_message(new).await?;
+    hub.tell(&message);
+    Ok(message)
 }
 
 /// The reply when the agent itself failed: honest, and the message is kept.

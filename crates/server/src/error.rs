@@ -44,6 +44,12 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("too many requests are waiting for the embedding model; retry in a moment")]
     Overloaded,
+    #[error("no model `{0}` here; GET /v1/models lists the agent's name")]
+    UnknownModel(String),
+    #[error("{0}")]
+    UnsupportedParameter(String),
+    #[error("the job queue is full; retry in {retry_after_secs} s")]
+    QueueFull { retry_after_secs: u64 },
     #[error("the embedding model is unavailable; please retry")]
     EmbedderUnavailable(String),
     #[error("the store is unavailable; please retry")]
@@ -77,6 +83,9 @@ impl ApiError {
             InvalidDocument(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document"),
             InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
+            UnsupportedParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_parameter"),
             EmbedderUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "embedder_unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -137,7 +146,11 @@ impl IntoResponse for ApiError {
         let mut response =
             (status, Json(json!({ "error": { "code": code, "message": self.to_string() } }))).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            let secs = match &self {
+                ApiError::QueueFull { retry_after_secs } => *retry_after_secs,
+                _ => 1,
+            };
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
         }
         response
     }

@@ -51,7 +51,7 @@ pub enum KnowledgeError {
 }
 
 /// What ingesting one document did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IngestOutcome {
     Added,
@@ -60,7 +60,7 @@ pub enum IngestOutcome {
 }
 
 /// A document as the API lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DocumentSummary {
     pub id: String,
     pub title: String,
@@ -73,7 +73,7 @@ pub struct DocumentSummary {
 }
 
 /// A document sent to `POST /v1/documents`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDocument {
     /// The company's own id: 1 to 200 of `A-Z a-z 0-9 . _ - /`, e.g. `billing/refunds`.

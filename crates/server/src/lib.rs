@@ -11,10 +11,17 @@ pub mod conversation;
 pub mod error;
 pub mod extract;
 pub mod grounded;
+pub mod hub;
+pub mod jobs;
 pub mod knowledge;
 pub mod llm;
+pub mod openai;
+pub mod openapi;
 pub mod routes;
 pub mod search;
+pub mod stats;
+pub mod web;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,7 +54,7 @@ pub enum StartError {
     NativeWithoutModel,
     #[error("router.llm needs a model, but llm.provider is \"none\"")]
     LlmRoutingWithoutModel,
-    #[error("looking for unanswered messages: {0}")]
+    #[error("looking for unanswered messages or queued jobs: {0}")]
     Unanswered(#[from] ApiError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
@@ -69,6 +76,7 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     app: axum::Router,
     agent_graph: String,
+    jobs: Arc<jobs::JobService>,
 }
 
 impl Server {
@@ -87,7 +95,7 @@ impl Server {
             .upsert_tenant(&Tenant {
                 id: tenant.id.clone(),
                 name: tenant.name.clone(),
-                tier: "standard".into(),
+                tier: tenant.tier.clone(),
                 created_at: concierge_core::now(),
             })
             .await?;
@@ -160,12 +168,24 @@ impl Server {
             agent,
             tenant.id.clone(),
             config.server.max_message_chars,
-        );
+        )
+        .named(&config.agent.name);
         let agent_graph = service.agent_graph();
         let service = Arc::new(service);
+        let jobs = Arc::new(jobs::JobService::new(
+            Arc::clone(service.store()),
+            Arc::new(concierge_store::MemoryQueue::new(config.jobs.queue_capacity)),
+            Arc::clone(&service),
+            config.jobs.clone(),
+            &tenant.tier,
+            config.secrets.webhook_secret.clone(),
+        ));
         // Messages a previous process took in and died before answering are found now and
-        // answered in the background: their model calls do not hold up the start.
-        let unanswered = service.unanswered(RECOVER_CONVERSATIONS).await?;
+        // answered in the background: their model calls do not hold up the start. Those a
+        // queued job will answer are left to it.
+        let for_jobs = jobs.prepare().await?;
+        let mut unanswered = service.unanswered(RECOVER_CONVERSATIONS).await?;
+        unanswered.retain(|(_, message)| !for_jobs.contains(&message.id));
         let recovering = Arc::clone(&service);
         tokio::spawn(async move {
             match recovering.answer_unanswered(unanswered).await {
@@ -174,10 +194,15 @@ impl Server {
                 Err(error) => tracing::error!(%error, "could not answer the messages a previous run left unanswered"),
             }
         });
-        let app = app::router(service, limits);
+        let state = routes::AppState {
+            conversations: service,
+            jobs: Arc::clone(&jobs),
+            web: Arc::new(web::WebAssets::new(config.web.dir.clone())),
+        };
+        let app = app::router(state, limits);
         let addr = config.server.bind;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        Ok(Self { listener, app, agent_graph })
+        Ok(Self { listener, app, agent_graph, jobs })
     }
 
     /// The model as the agent consults it: for tools when `agent.function_calling` makes
@@ -229,8 +254,10 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Starts the job workers and serves until `shutdown` resolves, then finishes the
+    /// requests in flight.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        self.jobs.start().await;
         axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await
     }
 }

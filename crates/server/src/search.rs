@@ -10,7 +10,8 @@ use crate::error::ApiError;
 const MAX_QUERY_CHARS: usize = 2_000;
 
 /// The query string of `GET /v1/search`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// The question.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{acme_backend, demo_agent, demo_config, TestServer};
+use support::{acme_backend, demo_agent, demo_agent_refused, demo_config, TestServer};
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
@@ -447,4 +447,25 @@ async fn a_message_stored_by_a_process_that_died_before_answering_is_answered_at
     assert_eq!(messages[1]["role"], "assistant");
     assert_eq!(messages[1]["metadata"]["recovered"], true);
     assert_eq!(messages[1]["metadata"]["citations"][0]["article_id"], "password-reset");
+}
+
+#[tokio::test]
+async fn an_action_lookup_that_is_risky_foreign_or_unreadable_stops_the_start() {
+    let backend = acme_backend().await;
+    let with_lookup = |tool: &'static str, when: Option<&'static str>| {
+        move |c: &mut concierge_server::Config| {
+            let billing = c.agent.specialists.iter_mut().find(|s| s.actions.contains_key("refund_request")).unwrap();
+            let lookup = billing.actions.get_mut("refund_request").unwrap().lookup.as_mut().unwrap();
+            lookup.tool = tool.to_owned();
+            lookup.when = when.map(str::to_owned);
+        }
+    };
+    // create_refund is high risk: a lookup must never have a side effect.
+    let risky = demo_agent_refused(&backend, with_lookup("create_refund", None)).await;
+    assert!(risky.contains("actions.refund_request.lookup") && risky.contains("not a low-risk tool"), "{risky}");
+    // loyalty_balance is low risk but not among the billing specialist's tools.
+    let foreign = demo_agent_refused(&backend, with_lookup("loyalty_balance", None)).await;
+    assert!(foreign.contains("`loyalty_balance` is not a low-risk tool among its tools"), "{foreign}");
+    let unreadable = demo_agent_refused(&backend, with_lookup("get_order", Some("(in full"))).await;
+    assert!(unreadable.contains("actions.refund_request.lookup.when"), "{unreadable}");
 }

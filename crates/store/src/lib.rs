@@ -10,10 +10,12 @@
 //!
 //! Invariant: this crate persists core's types and nothing else. It knows nothing of HTTP,
 //! of customer support or of the agent; it makes no policy decision (who may read what is
-//! the caller's tenant, passed in), and nothing outside it writes SQL.
+//! the caller's tenant, passed in), and nothing outside it writes SQL. `queue` holds the
+//! work queue's trait and its in-process implementation.
 
 mod error;
 mod postgres;
+pub mod queue;
 mod rows;
 mod shared;
 mod sqlite;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 
 pub use error::{Result, StoreError};
 pub use postgres::PostgresStore;
+pub use queue::{MemoryQueue, Queue, QueueFull, QueueItem, Reservation};
 pub use sqlite::SqliteStore;
 pub use store::{NewMessage, Store};
 

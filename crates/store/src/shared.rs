@@ -283,6 +283,21 @@ macro_rules! impl_store {
                 $crate::rows::decode_all(rows)
             }
 
+            async fn message(
+                &self,
+                tenant: &concierge_core::TenantId,
+                id: concierge_core::MessageId,
+            ) -> $crate::Result<Option<concierge_core::Message>> {
+                let row = sqlx::query_as::<_, $crate::rows::MessageRow>(
+                    "SELECT * FROM messages WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                $crate::rows::decode_one(row)
+            }
+
             // ---- checkpoints -----------------------------------------------------------
 
             async fn put_checkpoint(&self, checkpoint: &concierge_core::Checkpoint) -> $crate::Result<()> {
@@ -570,6 +585,21 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn list_feedback(
+                &self,
+                tenant: &concierge_core::TenantId,
+                limit: u32,
+            ) -> $crate::Result<Vec<concierge_core::Feedback>> {
+                let rows = sqlx::query_as::<_, $crate::rows::FeedbackRow>(
+                    "SELECT * FROM feedback WHERE tenant_id = $1 ORDER BY created_at DESC, message_id DESC LIMIT $2",
+                )
+                .bind(tenant.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                $crate::rows::decode_all(rows)
+            }
+
             async fn feedback(
                 &self,
                 tenant: &concierge_core::TenantId,
@@ -757,6 +787,33 @@ macro_rules! impl_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 $crate::rows::decode_one(row)
+            }
+
+            async fn take_job(
+                &self,
+                id: concierge_core::JobId,
+                worker: &str,
+            ) -> $crate::Result<Option<concierge_core::Job>> {
+                let row = sqlx::query_as::<_, $crate::rows::JobRow>(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, claimed_by = $2, updated_at = $3
+                     WHERE id = $1 AND state = 'queued' RETURNING *",
+                )
+                .bind(id.to_string())
+                .bind(worker)
+                .bind($crate::rows::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                $crate::rows::decode_one(row)
+            }
+
+            async fn queued_jobs(&self, limit: u32) -> $crate::Result<Vec<concierge_core::Job>> {
+                let rows = sqlx::query_as::<_, $crate::rows::JobRow>(
+                    "SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, created_at, id LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                $crate::rows::decode_all(rows)
             }
 
             async fn complete_job(&self, id: concierge_core::JobId, result: &serde_json::Value) -> $crate::Result<()> {

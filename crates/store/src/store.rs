@@ -103,6 +103,9 @@ pub trait Store: Send + Sync + 'static {
     /// The conversation's messages ordered by `seq`; empty for another tenant.
     async fn messages(&self, tenant: &TenantId, conversation: ConversationId) -> Result<Vec<Message>>;
 
+    /// One message of the tenant's, by id.
+    async fn message(&self, tenant: &TenantId, id: MessageId) -> Result<Option<Message>>;
+
     /// Stores the state of a run after one step. A second checkpoint for the same
     /// `(run_id, step)` is a `Conflict`.
     async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
@@ -163,6 +166,9 @@ pub trait Store: Send + Sync + 'static {
     /// The rating of a message, if any.
     async fn feedback(&self, tenant: &TenantId, message: MessageId) -> Result<Option<Feedback>>;
 
+    /// Up to `limit` of the tenant's ratings, newest first.
+    async fn list_feedback(&self, tenant: &TenantId, limit: u32) -> Result<Vec<Feedback>>;
+
     /// Stores a document and replaces all its chunks, in one transaction: if any chunk is
     /// refused, the previous version and its chunks stay as they were.
     ///
@@ -196,6 +202,13 @@ pub trait Store: Send + Sync + 'static {
     /// its attempts go up by one and `claimed_by` is `worker`. One statement; concurrent
     /// claimers never get the same job. `None` when the queue is empty.
     async fn claim_job(&self, worker: &str) -> Result<Option<Job>>;
+
+    /// Takes one queued job for `worker`, as [`claim_job`](Self::claim_job) does, but by id:
+    /// `None` when it is not queued (taken by another worker, settled, or unknown).
+    async fn take_job(&self, id: JobId, worker: &str) -> Result<Option<Job>>;
+
+    /// Up to `limit` queued jobs of every tenant, in the order `claim_job` would take them.
+    async fn queued_jobs(&self, limit: u32) -> Result<Vec<Job>>;
 
     /// Marks a running job `Succeeded` with its result. A job that is not running is a
     /// `Conflict`; an unknown one `NotFound` (telling the two apart costs one more read).

@@ -347,8 +347,24 @@ async fn a_second_rating_of_a_message_replaces_the_first(store: Arc<dyn Store>) 
     store.add_feedback(&thumbs_down).await.unwrap();
     assert_eq!(store.feedback(&acme, answer.id).await.unwrap(), Some(thumbs_down.clone()));
 
-    let unknown_message = Feedback { message_id: MessageId::new(), ..thumbs_down };
+    let unknown_message = Feedback { message_id: MessageId::new(), ..thumbs_down.clone() };
     assert_not_found(store.add_feedback(&unknown_message).await);
+
+    let other = store.append_message(new_message(&conversation, "Anything else?")).await.unwrap();
+    let later = Feedback { message_id: other.id, rating: 1, comment: None, created_at: at(300), ..thumbs_down.clone() };
+    store.add_feedback(&later).await.unwrap();
+    assert_eq!(store.list_feedback(&acme, 10).await.unwrap(), vec![later.clone(), thumbs_down]);
+    assert_eq!(store.list_feedback(&acme, 1).await.unwrap(), vec![later]);
+}
+
+async fn a_message_is_read_back_by_id_within_its_tenant(store: Arc<dyn Store>) {
+    let acme = seed_tenant(&store, "acme").await;
+    let globex = seed_tenant(&store, "globex").await;
+    let conversation = seed_conversation(&store, &acme).await;
+    let stored = store.append_message(new_message(&conversation, "Where is my parcel?")).await.unwrap();
+    assert_eq!(store.message(&acme, stored.id).await.unwrap(), Some(stored.clone()));
+    assert_eq!(store.message(&globex, stored.id).await.unwrap(), None);
+    assert_eq!(store.message(&acme, MessageId::new()).await.unwrap(), None);
 }
 
 // ---- documents --------------------------------------------------------------------------
@@ -504,6 +520,24 @@ async fn a_failed_job_is_requeued_only_when_retried(store: Arc<dyn Store>) {
     assert_conflict(store.fail_job(steady.id, "late failure", true).await);
 }
 
+async fn a_job_is_taken_by_id_once_and_queued_jobs_are_listed_in_claim_order(store: Arc<dyn Store>) {
+    let acme = seed_tenant(&store, "acme").await;
+    let low = job(&acme, 0, 1);
+    let high = job(&acme, 5, 2);
+    for j in [&low, &high] {
+        store.enqueue_job(j).await.unwrap();
+    }
+    let queued: Vec<JobId> = store.queued_jobs(10).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(queued, vec![high.id, low.id]);
+
+    let taken = store.take_job(low.id, "worker-1").await.unwrap().unwrap();
+    assert_eq!((taken.state, taken.attempts, taken.claimed_by.as_deref()), (JobState::Running, 1, Some("worker-1")));
+    assert_eq!(store.take_job(low.id, "worker-2").await.unwrap(), None, "a running job is not taken again");
+    assert_eq!(store.take_job(JobId::new(), "worker-2").await.unwrap(), None);
+    let queued: Vec<JobId> = store.queued_jobs(10).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(queued, vec![high.id]);
+}
+
 async fn stale_running_jobs_are_requeued(store: Arc<dyn Store>) {
     let acme = seed_tenant(&store, "acme").await;
     let orphan = job(&acme, 0, 1);
@@ -649,6 +683,7 @@ store_tests! {
         an_approval_past_its_deadline_cannot_be_decided_and_is_marked_expired,
         concurrent_decisions_on_one_approval_let_exactly_one_win,
         a_second_rating_of_a_message_replaces_the_first,
+        a_message_is_read_back_by_id_within_its_tenant,
         documents_round_trip_with_their_chunks,
         a_document_with_many_chunks_is_stored_whole,
         reingesting_a_document_replaces_its_chunks_and_keeps_its_id,
@@ -657,6 +692,7 @@ store_tests! {
         jobs_are_claimed_by_priority_then_age,
         concurrent_claimers_never_share_a_job,
         a_failed_job_is_requeued_only_when_retried,
+        a_job_is_taken_by_id_once_and_queued_jobs_are_listed_in_claim_order,
         stale_running_jobs_are_requeued,
         usage_summary_adds_up_calls_since_a_time,
         reads_and_writes_with_another_tenant_see_nothing,

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// The agent's name: the model clients of the OpenAI-compatible API ask for.
+    #[serde(default = "default_name")]
+    pub name: String,
     #[serde(default)]
     pub specialists: Vec<SpecialistSpec>,
     #[serde(default)]
@@ -54,6 +57,7 @@ pub enum FunctionCalling {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
+            name: default_name(),
             specialists: Vec::new(),
             memory: MemoryConfig::default(),
             escalation: EscalationConfig::default(),
@@ -67,6 +71,9 @@ impl Default for AgentConfig {
     }
 }
 
+fn default_name() -> String {
+    "concierge".into()
+}
 fn default_max_tool_steps() -> u32 {
     3
 }

@@ -43,10 +43,15 @@ impl TestServer {
     }
 
     /// A second server on this one's files (store, vectors), as after a restart.
-    #[allow(dead_code)]
     pub async fn start_again(&self) -> Self {
+        self.start_again_with(|_| {}).await
+    }
+
+    /// [`start_again`](Self::start_again), configured by `adjust`.
+    pub async fn start_again_with(&self, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = config_in(self._dir.path());
+        let mut config = config_in(self._dir.path());
+        adjust(&mut config);
         let server = Server::build(&config).await.expect("server starts again");
         let addr = server.local_addr().expect("bound");
         tokio::spawn(server.serve(std::future::pending()));
@@ -115,20 +120,38 @@ pub async fn demo_agent(backend: &str) -> TestServer {
 
 /// [`demo_agent`], then `adjust`.
 pub async fn demo_agent_with(backend: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
-    let root = repo();
-    let demo = demo_config(backend);
     TestServer::start_with(|c| {
-        c.backends = demo.backends;
-        c.tools = demo.tools;
-        c.router = demo.router;
-        c.router.intents = Some(root.join("examples/acme/intents.toml"));
-        c.agent = demo.agent;
-        for specialist in &mut c.agent.specialists {
-            specialist.prompt = root.join(&specialist.prompt);
-        }
+        as_demo(c, backend);
         adjust(c);
     })
     .await
+}
+
+/// Why a server configured as the demo, then `adjust`ed, refuses to start.
+pub async fn demo_agent_refused(backend: &str, adjust: impl FnOnce(&mut Config)) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_seed(seed(), dir.path());
+    let mut config = config_in(dir.path());
+    as_demo(&mut config, backend);
+    adjust(&mut config);
+    match Server::build(&config).await {
+        Ok(_) => panic!("the server started"),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// Configures the demo's agent (router, tools, specialists) on `config`.
+fn as_demo(c: &mut Config, backend: &str) {
+    let root = repo();
+    let demo = demo_config(backend);
+    c.backends = demo.backends;
+    c.tools = demo.tools;
+    c.router = demo.router;
+    c.router.intents = Some(root.join("examples/acme/intents.toml"));
+    c.agent = demo.agent;
+    for specialist in &mut c.agent.specialists {
+        specialist.prompt = root.join(&specialist.prompt);
+    }
 }
 
 /// The configuration every test server starts from, keeping its files in `dir`.
