@@ -68,15 +68,15 @@ impl Turn {
             Ok(outcome) => (outcome.text, outcome.metadata),
             Err(error) => agent_failed(id, &error),
         };
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        metadata["latency_ms"] = json!(latency_ms);
-        record(&self.stats, &metadata, latency_ms);
+        finish(&self.stats, &mut metadata, self.started);
         append(self.store.as_ref(), &self.hub, &self.tenant, id, Role::Assistant, text, metadata).await
     }
 }
 
-/// A turn's reply, counted in the live figures.
-fn record(stats: &Stats, metadata: &Value, latency_ms: f64) {
+/// A turn's reply, given its latency (`metadata.latency_ms`) and counted in the live figures.
+fn finish(stats: &Stats, metadata: &mut Value, started: Instant) {
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    metadata["latency_ms"] = json!(latency_ms);
     let outcome = TurnOutcome::of(metadata["answered_by"].as_str().unwrap_or(""));
     let cost = metadata["cost_micros"].as_i64().unwrap_or(0);
     stats.record_turn(concierge_core::now(), outcome, latency_ms, cost);
@@ -88,6 +88,9 @@ pub struct TurnEvent {
     pub kind: String,
     pub data: Value,
 }
+
+/// The longest reference a client may give: a customer's, an approver's, a frame's `ref`.
+pub const MAX_REF_CHARS: usize = 128;
 
 /// Events a streamed turn holds for a client slower than the turn.
 const STREAM_BUFFER: usize = 64;
@@ -142,8 +145,8 @@ impl ConversationService {
         agent: SupportAgent,
         tenant: TenantId,
         max_message_chars: usize,
+        agent_name: String,
     ) -> Self {
-        let agent_name = "concierge".to_owned();
         Self {
             store,
             knowledge,
@@ -154,12 +157,6 @@ impl ConversationService {
             agent_name,
             hub: Arc::default(),
         }
-    }
-
-    /// The service with its agent known by `name` (`agent.name`).
-    pub fn named(mut self, name: &str) -> Self {
-        name.clone_into(&mut self.agent_name);
-        self
     }
 
     pub fn agent_name(&self) -> &str {
@@ -244,7 +241,11 @@ impl ConversationService {
         &self.tenant
     }
 
+    /// Opens a conversation; a `customer_ref` must be 1 to [`MAX_REF_CHARS`] characters.
     pub async fn create(&self, customer_ref: Option<String>, channel: &str) -> Result<Conversation, ApiError> {
+        if customer_ref.as_ref().is_some_and(|r| r.is_empty() || r.chars().count() > MAX_REF_CHARS) {
+            return Err(ApiError::InvalidBody(format!("customer_ref must be 1 to {MAX_REF_CHARS} characters")));
+        }
         let now = concierge_core::now();
         let conversation = Conversation {
             id: ConversationId::new(),
@@ -458,12 +459,10 @@ impl ConversationService {
             Ok(outcome) => (outcome.text, outcome.metadata),
             Err(error) => agent_failed(conversation.id, &error),
         };
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        metadata["latency_ms"] = json!(latency_ms);
         if recovered {
             metadata["recovered"] = json!(true);
         }
-        record(&self.stats, &metadata, latency_ms);
+        finish(&self.stats, &mut metadata, started);
         self.append(conversation.id, Role::Assistant, text, metadata).await
     }
 
@@ -554,11 +553,6 @@ impl ConversationService {
     pub async fn follow(&self, id: ConversationId) -> Result<Follower, ApiError> {
         self.require(id).await?;
         Ok(self.hub.follow(id))
-    }
-
-    /// Conversations clients follow now.
-    pub fn followed(&self) -> usize {
-        self.hub.followed()
     }
 }
 

@@ -168,8 +168,8 @@ impl Server {
             agent,
             tenant.id.clone(),
             config.server.max_message_chars,
-        )
-        .named(&config.agent.name);
+            config.agent.name.clone(),
+        );
         let agent_graph = service.agent_graph();
         let service = Arc::new(service);
         let jobs = Arc::new(jobs::JobService::new(

@@ -15,7 +15,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 #[allow(unused_imports)]
-use crate::conversation::{ConversationService, Decided, Decision, Exchange, Transcript};
+use crate::conversation::{ConversationService, Decided, Decision, Exchange, Transcript, MAX_REF_CHARS};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathId, QueryParams};
 #[allow(unused_imports)]
@@ -73,7 +73,6 @@ pub struct PostMessage {
     pub content: String,
 }
 
-const MAX_REF_CHARS: usize = 128;
 const CHANNELS: &[&str] = &["api", "web", "ws", "email", "chat-cli"];
 
 #[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body(content = CreateConversation, description = "optional"),
@@ -82,9 +81,6 @@ pub async fn create_conversation(
     State(service): State<Service>,
     JsonBody(body): JsonBody<CreateConversation>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if body.customer_ref.as_ref().is_some_and(|r| r.is_empty() || r.chars().count() > MAX_REF_CHARS) {
-        return Err(ApiError::InvalidBody(format!("customer_ref must be 1 to {MAX_REF_CHARS} characters")));
-    }
     let channel = body.channel.as_deref().unwrap_or("api");
     if !CHANNELS.contains(&channel) {
         return Err(ApiError::InvalidBody(format!("channel must be one of: {}", CHANNELS.join(", "))));

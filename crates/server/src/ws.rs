@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::conversation::ConversationService;
+use crate::conversation::{ConversationService, MAX_REF_CHARS};
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 
@@ -43,7 +43,6 @@ const IDLE: Duration = Duration::from_secs(300);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Close code for a frame over the size limit (RFC 6455 "message too big").
 const TOO_BIG: u16 = 1009;
-const MAX_REF_CHARS: usize = 128;
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -149,19 +148,12 @@ async fn handle(
     };
     match incoming {
         Incoming::Ping { reference } => send(outbox, json!({ "type": "pong", "ref": reference })).await,
-        Incoming::CreateConversation { customer_ref, reference } => {
-            if customer_ref.as_ref().is_some_and(|r| r.is_empty() || r.chars().count() > MAX_REF_CHARS) {
-                let message = format!("customer_ref must be 1 to {MAX_REF_CHARS} characters");
-                return send(outbox, error_event(reference, "invalid_body", &message)).await;
+        Incoming::CreateConversation { customer_ref, reference } => match service.create(customer_ref, "ws").await {
+            Ok(conversation) => {
+                send(outbox, json!({ "type": "conversation", "ref": reference, "conversation": conversation })).await
             }
-            match service.create(customer_ref, "ws").await {
-                Ok(conversation) => {
-                    send(outbox, json!({ "type": "conversation", "ref": reference, "conversation": conversation }))
-                        .await
-                }
-                Err(error) => send(outbox, api_error(reference, &error)).await,
-            }
-        }
+            Err(error) => send(outbox, api_error(reference, &error)).await,
+        },
         Incoming::Message { conversation_id, content, reference } => {
             if reference.as_ref().is_some_and(|r| r.chars().count() > MAX_REF_CHARS) {
                 let message = format!("ref must be at most {MAX_REF_CHARS} characters");

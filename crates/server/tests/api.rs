@@ -469,3 +469,16 @@ async fn an_action_lookup_that_is_risky_foreign_or_unreadable_stops_the_start() 
     let unreadable = demo_agent_refused(&backend, with_lookup("get_order", Some("(in full"))).await;
     assert!(unreadable.contains("actions.refund_request.lookup.when"), "{unreadable}");
 }
+
+#[tokio::test]
+async fn a_customer_reference_out_of_bounds_is_refused_on_every_way_in() {
+    let server = TestServer::start().await;
+    for customer_ref in [String::new(), "C".repeat(129)] {
+        let body = json!({ "customer_ref": customer_ref }).to_string();
+        let (status, error) = server.post_raw("/v1/conversations", Some("application/json"), body).await;
+        assert_eq!((status, error["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")));
+    }
+    let body = json!({ "customer_ref": "C".repeat(128) }).to_string();
+    let (status, _) = server.post_raw("/v1/conversations", Some("application/json"), body).await;
+    assert_eq!(status, StatusCode::CREATED, "128 characters is within bounds");
+}

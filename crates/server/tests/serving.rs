@@ -99,6 +99,7 @@ async fn bad_jobs_are_refused_with_a_code_and_nothing_is_stored() {
             "not_found",
         ),
         (json!({ "content": "hi", "conversation_id": "nope" }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (json!({ "content": "hi", "customer_ref": "C".repeat(129) }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
     ];
     for (body, status, code) in cases {
         let (got, _, error) = post_json(&server, "/v1/jobs", body.clone()).await;
@@ -368,6 +369,7 @@ async fn a_websocket_carries_a_turns_events_and_survives_bad_frames() {
         (Frame::Text(json!({ "type": "subscribe" }).to_string().into()), "unknown_type"),
         (Frame::Text(json!({ "type": "message", "content": "hi" }).to_string().into()), "invalid_body"),
         (Frame::Binary(vec![1, 2, 3].into()), "binary_not_supported"),
+        (Frame::Text(json!({ "type": "create_conversation", "customer_ref": "" }).to_string().into()), "invalid_body"),
         (
             Frame::Text(json!({ "type": "message", "conversation_id": id, "content": "" }).to_string().into()),
             "message_empty",
