@@ -104,6 +104,13 @@ pub struct ServerConfig {
     pub max_message_chars: usize,
     /// Deadline for one request, in seconds.
     pub request_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// A request's head must arrive within this many seconds; an HTTP/1 connection idle
+    /// this long between requests is closed.
+    pub header_timeout_secs: u64,
+    /// On shutdown, how long connections may take to finish before they are dropped.
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +166,9 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             max_message_chars: 4_000,
             request_timeout_secs: 30,
+            max_connections: 16_384,
+            header_timeout_secs: 30,
+            drain_secs: 30,
         }
     }
 }
@@ -243,6 +253,15 @@ impl Config {
         if !(1..=3600).contains(&s.request_timeout_secs) {
             return fail("server.request_timeout_secs", format!("is {}; expected 1 to 3600", s.request_timeout_secs));
         }
+        if !(1..=1_000_000).contains(&s.max_connections) {
+            return fail("server.max_connections", format!("is {}; expected 1 to 1000000", s.max_connections));
+        }
+        if !(1..=600).contains(&s.header_timeout_secs) {
+            return fail("server.header_timeout_secs", format!("is {}; expected 1 to 600", s.header_timeout_secs));
+        }
+        if s.drain_secs > 3600 {
+            return fail("server.drain_secs", format!("is {}; expected 0 to 3600", s.drain_secs));
+        }
         let url = &self.store.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return fail("store.url", format!("is `{url}`; expected sqlite://PATH or postgres://…"));
@@ -278,6 +297,12 @@ impl Config {
         }
         if let Err(invalid) = self.llm.validate(|var| self.secrets.llm_keys.contains_key(var)) {
             return fail(&invalid.key, invalid.problem);
+        }
+        if self.llm.gateway.contains(&self.agent.name) {
+            return fail(
+                "llm.gateway",
+                format!("lists `{}`, the agent's own name (agent.name); a model name means one thing", self.agent.name),
+            );
         }
         if self.agent.function_calling == concierge_agent::support::FunctionCalling::Native && !self.llm.enabled() {
             return fail(

@@ -44,12 +44,24 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("too many requests are waiting for the embedding model; retry in a moment")]
     Overloaded,
-    #[error("no model `{0}` here; GET /v1/models lists the agent's name")]
+    #[error("no model `{0}` here; GET /v1/models lists the models")]
     UnknownModel(String),
     #[error("{0}")]
     UnsupportedParameter(String),
     #[error("the job queue is full; retry in {retry_after_secs} s")]
     QueueFull { retry_after_secs: u64 },
+    #[error("the model refused the request: {0}")]
+    UpstreamRejected(String),
+    #[error("{0}")]
+    ContextTooLong(String),
+    #[error("the model is rate limiting; retry in {retry_after_secs} s")]
+    UpstreamRateLimited { retry_after_secs: u64 },
+    #[error("the model is not being called for now (its circuit breaker is open); retry in a moment")]
+    UpstreamUnavailable(String),
+    #[error("the model did not answer in time")]
+    UpstreamTimeout(String),
+    #[error("the model failed to answer; please retry")]
+    UpstreamFailed(String),
     #[error("the embedding model is unavailable; please retry")]
     EmbedderUnavailable(String),
     #[error("the store is unavailable; please retry")]
@@ -87,6 +99,12 @@ impl ApiError {
             UnknownModel(_) => (StatusCode::NOT_FOUND, "model_not_found"),
             UnsupportedParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_parameter"),
             EmbedderUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "embedder_unavailable"),
+            UpstreamRejected(_) => (StatusCode::BAD_REQUEST, "upstream_rejected"),
+            ContextTooLong(_) => (StatusCode::BAD_REQUEST, "context_length_exceeded"),
+            UpstreamRateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited"),
+            UpstreamUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
+            UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            UpstreamFailed(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -138,7 +156,12 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         // The details of server-side failures go to the log, never to the client.
         match &self {
-            ApiError::Internal(detail) | ApiError::StoreUnavailable(detail) | ApiError::EmbedderUnavailable(detail) => {
+            ApiError::Internal(detail)
+            | ApiError::StoreUnavailable(detail)
+            | ApiError::EmbedderUnavailable(detail)
+            | ApiError::UpstreamFailed(detail)
+            | ApiError::UpstreamTimeout(detail)
+            | ApiError::UpstreamUnavailable(detail) => {
                 tracing::error!(code, detail = %detail, "request failed");
             }
             _ => tracing::debug!(code, "request refused"),
@@ -147,7 +170,9 @@ impl IntoResponse for ApiError {
             (status, Json(json!({ "error": { "code": code, "message": self.to_string() } }))).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             let secs = match &self {
-                ApiError::QueueFull { retry_after_secs } => *retry_after_secs,
+                ApiError::QueueFull { retry_after_secs } | ApiError::UpstreamRateLimited { retry_after_secs } => {
+                    *retry_after_secs
+                }
                 _ => 1,
             };
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));

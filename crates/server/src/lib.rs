@@ -10,10 +10,12 @@ pub mod config;
 pub mod conversation;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod grounded;
 pub mod hub;
 pub mod jobs;
 pub mod knowledge;
+pub mod listen;
 pub mod llm;
 pub mod openai;
 pub mod openapi;
@@ -75,6 +77,7 @@ const RECOVER_CONVERSATIONS: u32 = 200;
 pub struct Server {
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    connections: listen::ConnectionLimits,
     agent_graph: String,
     jobs: Arc<jobs::JobService>,
 }
@@ -101,7 +104,7 @@ impl Server {
             .await?;
         // The model and the intents file first: their problems stop start-up before anything
         // is embedded.
-        let model = llm::LlmStack::build(&config.llm, &config.secrets).await?;
+        let (model, gateway) = llm::LlmStack::build(&config.llm, &config.secrets).await?;
         let intents =
             config.router.intents.as_deref().map(concierge_agent::router::datasets::read_intents).transpose()?;
         let knowledge = Arc::new(
@@ -194,15 +197,23 @@ impl Server {
                 Err(error) => tracing::error!(%error, "could not answer the messages a previous run left unanswered"),
             }
         });
+        let gateway =
+            gateway::Gateway::new(gateway, config.llm.prices.clone(), Arc::clone(service.store()), tenant.id.clone());
         let state = routes::AppState {
             conversations: service,
             jobs: Arc::clone(&jobs),
             web: Arc::new(web::WebAssets::new(config.web.dir.clone())),
+            gateway: Arc::new(gateway),
         };
         let app = app::router(state, limits);
         let addr = config.server.bind;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        Ok(Self { listener, app, agent_graph, jobs })
+        let connections = listen::ConnectionLimits {
+            max_connections: config.server.max_connections,
+            header_timeout: Duration::from_secs(config.server.header_timeout_secs),
+            drain: Duration::from_secs(config.server.drain_secs),
+        };
+        Ok(Self { listener, app, connections, agent_graph, jobs })
     }
 
     /// The model as the agent consults it: for tools when `agent.function_calling` makes
@@ -254,10 +265,10 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Starts the job workers and serves until `shutdown` resolves, then finishes the
-    /// requests in flight.
+    /// Starts the job workers and serves until `shutdown` resolves, then lets the
+    /// connections finish for up to `server.drain_secs`.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         self.jobs.start().await;
-        axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await
+        listen::serve(self.listener, self.app, self.connections, shutdown).await
     }
 }

@@ -34,6 +34,9 @@ pub enum LlmStartError {
     Invalid { key: String, problem: String },
 }
 
+/// The providers offered as models of their own (`llm.gateway`), by name.
+pub type GatewayModels = BTreeMap<String, Arc<ResilientModel>>;
+
 /// A model's answer and who gave it.
 #[derive(Debug, Clone)]
 pub struct ModelAnswer {
@@ -71,17 +74,20 @@ impl std::fmt::Debug for LlmStack {
 
 impl LlmStack {
     /// Builds the providers `config` uses (loading a local model once, off the async
-    /// threads) and stacks them. `None` when the model is off (`provider = "none"`).
-    pub async fn build(config: &LlmConfig, secrets: &Secrets) -> Result<Option<Self>, LlmStartError> {
-        if !config.enabled() {
-            return Ok(None);
-        }
+    /// threads) and stacks them: the agent's stack, `None` when its model is off
+    /// (`provider = "none"`), and the gateway's models, which share the providers (and so
+    /// the breakers) the agent uses too.
+    pub async fn build(config: &LlmConfig, secrets: &Secrets) -> Result<(Option<Self>, GatewayModels), LlmStartError> {
         let deadline = Duration::from_secs(config.deadline_secs);
         let mut resilient = BTreeMap::new();
         for name in config.providers_in_use() {
             let provider = provider(config, secrets, name, deadline).await?;
             let model = ResilientModel::new(provider, config.retry.clone(), config.breaker.clone());
             resilient.insert(name.to_owned(), Arc::new(model));
+        }
+        let gateway = config.gateway.iter().map(|name| (name.clone(), Arc::clone(&resilient[name.as_str()]))).collect();
+        if !config.enabled() {
+            return Ok((None, gateway));
         }
         let cache = config.cache.enabled.then(|| Arc::new(MemoryCache::new(config.cache.max_entries)));
         let chain = |primary: &str| -> Arc<dyn ChatModel> {
@@ -111,14 +117,15 @@ impl LlmStack {
         for model in resilient.values() {
             tracing::info!(model = model.id(), "model provider ready");
         }
-        Ok(Some(Self {
+        let stack = Self {
             answering,
             providers: resilient.into_values().collect(),
             cache,
             prices: config.prices.clone(),
             max_answer_tokens: config.max_answer_tokens,
             deadline,
-        }))
+        };
+        Ok((Some(stack), gateway))
     }
 
     /// Answers `request` with the configured models, routed by `signals` when routing is

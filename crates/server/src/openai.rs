@@ -15,8 +15,12 @@
 //!
 //! `usage` reports the language-model tokens the turn spent (zero when it answered without
 //! a model, e.g. from a tool's result).
+//!
+//! A `model` naming one of `llm.gateway`'s providers is not the agent: the request goes
+//! to that model as it is (see `gateway`).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -24,12 +28,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use concierge_core::{ConversationId, Message, Role};
+use concierge_llm::ChatModel;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::conversation::{ConversationService, TurnEvent};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::gateway::Gateway;
 
 const CONVERSATION_HEADER: HeaderName = HeaderName::from_static("x-conversation-id");
 /// Earlier messages a request may bring into a new conversation.
@@ -52,6 +58,20 @@ pub struct ChatRequest {
     pub functions: Option<Vec<Value>>,
     #[serde(default)]
     pub response_format: Option<Value>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub logprobs: Option<bool>,
     /// The client's reference for its end user; kept as the new conversation's customer.
     #[serde(default)]
     pub user: Option<String>,
@@ -70,6 +90,20 @@ pub struct ChatMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    /// An assistant message's calls (gateway models only).
+    #[serde(default)]
+    pub tool_calls: Option<Vec<Value>>,
+    /// A tool message's call (gateway models only).
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+}
+
+/// `stop`: one sequence or several.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// A message's content: a string, or parts of which only text is understood.
@@ -81,7 +115,7 @@ pub enum Content {
 }
 
 impl Content {
-    fn text(&self) -> Result<String, ApiError> {
+    pub(crate) fn text(&self) -> Result<String, ApiError> {
         match self {
             Content::Text(text) => Ok(text.clone()),
             Content::Parts(parts) => parts
@@ -179,26 +213,42 @@ fn conversation_of(headers: &HeaderMap, metadata: Option<&Value>) -> Result<Opti
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "the agent, as the one model", body = serde_json::Value)))]
-pub async fn list_models(State(service): State<std::sync::Arc<ConversationService>>) -> impl IntoResponse {
+pub async fn list_models(
+    State(service): State<Arc<ConversationService>>,
+    State(gateway): State<Arc<Gateway>>,
+) -> impl IntoResponse {
     let created = concierge_core::now().timestamp();
     let owner = service.tenant().as_str().to_owned();
-    Json(json!({
-        "object": "list",
-        "data": [{ "id": service.agent_name(), "object": "model", "created": created, "owned_by": owner }],
-    }))
+    let mut models =
+        vec![json!({ "id": service.agent_name(), "object": "model", "created": created, "owned_by": owner })];
+    for (name, model) in gateway.models() {
+        models.push(json!({ "id": name, "object": "model", "created": created, "owned_by": model.id() }));
+    }
+    Json(json!({ "object": "list", "data": models }))
 }
 
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatRequest,
-    params(("x-conversation-id" = Option<String>, Header, description = "the conversation to continue")),
-    responses((status = 200, description = "a chat.completion, or with `stream: true` chat.completion.chunk events ending in [DONE]; `X-Conversation-Id` names the conversation", body = serde_json::Value,
+    params(("x-conversation-id" = Option<String>, Header, description = "the agent's conversation to continue")),
+    responses((status = 200, description = "a chat.completion, or with `stream: true` chat.completion.chunk events ending in [DONE]; for the agent, `X-Conversation-Id` names the conversation", body = serde_json::Value,
         content_type = "application/json"),
+        (status = 400, description = "a gateway model's provider refused the request, or it is too long for the model", body = crate::routes::ErrorBody),
         (status = 404, description = "unknown model", body = crate::routes::ErrorBody),
-        (status = 422, description = "invalid body or unsupported parameter", body = crate::routes::ErrorBody)))]
+        (status = 422, description = "invalid body or unsupported parameter", body = crate::routes::ErrorBody),
+        (status = 429, description = "a gateway model's provider is rate limiting; see Retry-After", body = crate::routes::ErrorBody),
+        (status = 502, description = "a gateway model's provider failed", body = crate::routes::ErrorBody),
+        (status = 503, description = "a gateway model's circuit breaker is open", body = crate::routes::ErrorBody),
+        (status = 504, description = "a gateway model's provider did not answer in time", body = crate::routes::ErrorBody)))]
 pub async fn chat_completions(
-    State(service): State<std::sync::Arc<ConversationService>>,
+    State(service): State<Arc<ConversationService>>,
+    State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
+    if request.model != service.agent_name() {
+        if let Some(model) = gateway.model(&request.model) {
+            return gateway.complete(Arc::clone(model), request).await;
+        }
+    }
     let asked = check(request, &headers, service.agent_name())?;
     // The question is checked before a conversation is opened for it.
     concierge_core::MessageText::parse(&asked.question, service.max_message_chars())?;

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::conversation::{ConversationService, Decided, Decision, Exchange, Transcript, MAX_REF_CHARS};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathId, QueryParams};
+use crate::gateway::Gateway;
 #[allow(unused_imports)]
 use crate::jobs::{JobService, JobView, NewJob};
 use crate::knowledge::{DocumentSummary, IngestOutcome, NewDocument};
@@ -32,6 +33,7 @@ pub struct AppState {
     pub conversations: Arc<ConversationService>,
     pub jobs: Arc<JobService>,
     pub web: Arc<WebAssets>,
+    pub gateway: Arc<Gateway>,
 }
 
 type Service = Arc<ConversationService>;
@@ -45,6 +47,12 @@ impl FromRef<AppState> for Arc<ConversationService> {
 impl FromRef<AppState> for Arc<JobService> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.jobs)
+    }
+}
+
+impl FromRef<AppState> for Arc<Gateway> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.gateway)
     }
 }
 

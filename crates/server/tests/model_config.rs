@@ -202,3 +202,31 @@ fn native_function_calling_and_routing_by_a_model_need_a_model() {
         Ok(())
     });
 }
+
+#[test]
+fn gateway_models_are_declared_providers_other_than_the_agent() {
+    Jail::expect_with(|jail| {
+        refused(jail, "[llm]\nprovider = \"none\"\ngateway = [\"nope\"]\n", "llm.gateway");
+        refused(
+            jail,
+            &format!("[llm]\nprovider = \"none\"\ngateway = [\"openai\", \"openai\"]\n{OPENAI}"),
+            "llm.gateway",
+        );
+        refused(
+            jail,
+            &format!("[agent]\nname = \"openai\"\n[llm]\nprovider = \"none\"\ngateway = [\"openai\"]\n{OPENAI}"),
+            "llm.gateway",
+        );
+        // A gateway model is called, so its key must be there.
+        refused(
+            jail,
+            &format!("[llm]\nprovider = \"none\"\ngateway = [\"openai\"]\n{OPENAI}api_key_env = \"GATEWAY_KEY\"\n"),
+            "llm.providers.openai.api_key_env",
+        );
+        let config =
+            load_in(jail, &format!("[llm]\nprovider = \"none\"\ngateway = [\"openai\"]\n{OPENAI}")).expect("valid");
+        assert_eq!(config.llm.gateway, ["openai"]);
+        assert!(!config.llm.enabled(), "the agent still has no model");
+        Ok(())
+    });
+}

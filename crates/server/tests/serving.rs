@@ -609,3 +609,65 @@ async fn the_openapi_spec_describes_every_route_and_its_docs_page_is_local() {
     assert!(page.contains("swagger"), "the Swagger UI page");
     assert!(!page.contains("https://") && !page.contains("http://"), "nothing is loaded from elsewhere");
 }
+
+// ---- connections --------------------------------------------------------------------------
+
+/// Connections that send nothing, or half a request head, hold a place only until the
+/// header timeout; with every place taken a new client waits for one and is then served.
+#[tokio::test]
+async fn connections_that_send_nothing_hold_a_place_only_until_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(|c| {
+        c.server.max_connections = 8;
+        c.server.header_timeout_secs = 1;
+    })
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for i in 0..8 {
+        let mut connection = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        if i == 0 {
+            // A head sent a piece at a time, never finished.
+            connection.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        }
+        idle.push(connection);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    let response = reqwest::Client::new().get(server.url("/healthz")).send().await.expect("served in the end");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(400), "every place was taken: {:?}", started.elapsed());
+
+    for mut connection in idle {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), connection.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the server closed the idle connection");
+    }
+}
+
+/// An upgraded connection keeps its place: idle WebSockets count against
+/// `server.max_connections` until they close, however many there are.
+#[tokio::test]
+async fn a_websocket_keeps_its_place_until_it_closes() {
+    let server = TestServer::start_with(|c| c.server.max_connections = 3).await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut socket = connect(&server).await;
+        send(&mut socket, json!({ "type": "ping" })).await;
+        assert_eq!(next_event(&mut socket).await["type"], "pong");
+        sockets.push(socket);
+    }
+    let client = reqwest::Client::new();
+    let waiting = tokio::spawn({
+        let url = server.url("/healthz");
+        async move { client.get(url).send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "three WebSockets hold every place");
+    let mut socket = sockets.pop().unwrap();
+    socket.close(None).await.expect("close");
+    drop(socket);
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("served once a place is free");
+    assert_eq!(status.unwrap().unwrap(), StatusCode::OK);
+}

@@ -56,6 +56,10 @@ pub struct LlmConfig {
     pub routing: Option<RoutingConfig>,
     /// US dollars per million tokens, by model id (`provider/model`); unpriced models cost 0.
     pub prices: PriceTable,
+    /// Providers offered as models of their own at `/v1/chat/completions` and `/v1/models`,
+    /// by their name under `providers`: requests naming one go straight to it, through its
+    /// retries and circuit breaker, without the agent. None by default.
+    pub gateway: Vec<String>,
 }
 
 impl Default for LlmConfig {
@@ -71,8 +75,20 @@ impl Default for LlmConfig {
             cache: ResponseCacheConfig::default(),
             routing: None,
             prices: PriceTable::default(),
+            gateway: Vec::new(),
         }
     }
+}
+
+/// `names` without repeats, in the order first named.
+fn unique(mut names: Vec<&str>) -> Vec<&str> {
+    let mut seen = Vec::new();
+    names.retain(|name| {
+        let first = !seen.contains(name);
+        seen.push(*name);
+        first
+    });
+    names
 }
 
 /// `[llm.providers.NAME]`: one provider, by `kind`.
@@ -240,7 +256,7 @@ impl LlmConfig {
     /// Whether every provider that may answer is a remote API (OpenAI-compatible or
     /// Anthropic): models strong enough to choose tools. False when the model is off.
     pub fn remote_only(&self) -> bool {
-        let names = self.providers_in_use();
+        let names = self.agent_providers();
         !names.is_empty()
             && names.iter().all(|name| {
                 matches!(self.provider_config(name), Some(ProviderConfig::Openai(_) | ProviderConfig::Anthropic(_)))
@@ -252,22 +268,23 @@ impl LlmConfig {
         self.routing.as_ref().and_then(|routing| routing.small.as_deref()).unwrap_or(&self.provider)
     }
 
-    /// The providers that may be called, each once, in the order first named: the
+    /// The providers the agent may call, each once, in the order first named: the
     /// primary, the fallbacks, then the large model. Empty when the model is off.
-    pub fn providers_in_use(&self) -> Vec<&str> {
+    pub fn agent_providers(&self) -> Vec<&str> {
         if !self.enabled() {
             return Vec::new();
         }
         let mut names: Vec<&str> = vec![self.small_provider()];
         names.extend(self.fallbacks.iter().map(String::as_str));
         names.extend(self.routing.as_ref().map(|routing| routing.large.as_str()));
-        let mut seen = Vec::new();
-        names.retain(|name| {
-            let first = !seen.contains(name);
-            seen.push(*name);
-            first
-        });
-        names
+        unique(names)
+    }
+
+    /// Every provider that may be called: the agent's, then the gateway's, each once.
+    pub fn providers_in_use(&self) -> Vec<&str> {
+        let mut names = self.agent_providers();
+        names.extend(self.gateway.iter().map(String::as_str));
+        unique(names)
     }
 
     /// The environment variables holding the keys of every configured provider.
@@ -306,8 +323,14 @@ impl LlmConfig {
         self.prices.validate().map_err(|message| nested_key("llm.", &message))
     }
 
-    /// Every provider named in `provider`, `fallbacks` and `routing` exists.
+    /// Every provider named in `provider`, `fallbacks`, `routing` and `gateway` exists.
     fn validate_names(&self) -> Result<(), Invalid> {
+        for (i, name) in self.gateway.iter().enumerate() {
+            self.require_provider("llm.gateway", name)?;
+            if self.gateway[..i].contains(name) {
+                return Err(invalid("llm.gateway", format!("lists `{name}` more than once")));
+            }
+        }
         if !self.enabled() {
             if !self.fallbacks.is_empty() {
                 return Err(invalid("llm.fallbacks", "lists providers, but llm.provider is none"));
