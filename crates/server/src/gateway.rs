@@ -302,7 +302,7 @@ impl Chunks {
     }
 
     fn delta(&self, delta: Value, finish: Option<FinishReason>) -> String {
-        self.chunk(json!([{ "index": 0, "delta": delta, "finish_reason": finish.map(finish_reason) }]))
+        self.chunk(json!([{ "index": 0, "delta": delta, "finish_reason": finish }]))
     }
 
     fn completion(&self, response: &ChatResponse, usage: Usage) -> Value {
@@ -320,7 +320,7 @@ impl Chunks {
             "choices": [{
                 "index": 0,
                 "message": message,
-                "finish_reason": response.finish.map(finish_reason),
+                "finish_reason": response.finish,
                 "logprobs": null,
             }],
             "usage": usage_json(usage),
@@ -340,16 +340,8 @@ fn call_json(call: &ToolCall, index: Option<usize>) -> Value {
     value
 }
 
-fn finish_reason(reason: FinishReason) -> &'static str {
-    match reason {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-        FinishReason::ToolCalls => "tool_calls",
-        FinishReason::ContentFilter => "content_filter",
-    }
-}
-
-fn usage_json(usage: Usage) -> Value {
+/// OpenAI's `usage` object.
+pub(crate) fn usage_json(usage: Usage) -> Value {
     json!({
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
@@ -429,23 +421,21 @@ impl Streamed {
                     }
                 }
             }
-            Some(Err(error)) => {
-                tracing::warn!(%error, "a gateway model's stream failed");
-                let (_, code) = upstream_error(error.clone()).status_and_code();
-                lines.push(
-                    json!({ "error": { "message": error.to_string(), "type": "upstream_error", "code": code } })
-                        .to_string(),
-                );
-                self.events = None;
-            }
-            None => {
-                // `collect`'s rule: an answer without its finish is not an answer.
-                let error = LlmError::Truncated { provider: self.ledger.model.clone() };
-                lines.push(json!({ "error": { "message": error.to_string(), "type": "upstream_error", "code": "upstream_failed" } }).to_string());
-                self.events = None;
-            }
+            Some(Err(error)) => lines.push(self.fail(error)),
+            // `collect`'s rule: an answer without its finish is not an answer.
+            None => lines.push(self.fail(LlmError::Truncated { provider: self.ledger.model.clone() })),
         }
         Some(lines)
+    }
+
+    /// The stream's last chunk after `error`: its code and message as a status before the
+    /// stream would have given them (the provider's detail goes to the log only).
+    fn fail(&mut self, error: LlmError) -> String {
+        tracing::warn!(%error, "a gateway model's stream failed");
+        self.events = None;
+        let refused = upstream_error(error);
+        let (_, code) = refused.status_and_code();
+        json!({ "error": { "message": refused.to_string(), "type": "upstream_error", "code": code } }).to_string()
     }
 
     /// After the finish: the usage chunk when asked for, and `[DONE]`.

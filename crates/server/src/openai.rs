@@ -28,7 +28,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use concierge_core::{ConversationId, Message, Role};
-use concierge_llm::ChatModel;
+use concierge_llm::{ChatModel, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -212,7 +212,7 @@ fn conversation_of(headers: &HeaderMap, metadata: Option<&Value>) -> Result<Opti
     from_header.or(from_metadata).map(|id| id.trim().parse::<ConversationId>().map_err(ApiError::from)).transpose()
 }
 
-#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "the agent, as the one model", body = serde_json::Value)))]
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "the agent, then the gateway's models", body = serde_json::Value)))]
 pub async fn list_models(
     State(service): State<Arc<ConversationService>>,
     State(gateway): State<Arc<Gateway>>,
@@ -384,8 +384,10 @@ fn usage_of(metadata: &Value) -> Value {
     let sum = |key: &str| {
         metadata["usage"][key].as_u64().unwrap_or(0) + metadata["function_calling"]["usage"][key].as_u64().unwrap_or(0)
     };
-    let (prompt, completion) = (sum("prompt_tokens"), sum("completion_tokens"));
-    json!({ "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion })
+    crate::gateway::usage_json(Usage {
+        prompt_tokens: sum("prompt_tokens"),
+        completion_tokens: sum("completion_tokens"),
+    })
 }
 
 #[cfg(test)]

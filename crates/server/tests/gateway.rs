@@ -257,6 +257,7 @@ async fn a_stream_cut_short_is_an_error_and_never_ends_in_done() {
     let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_failed", "{body}");
     assert!(!body.contains("tool_calls"), "half a call is never handed out: {body}");
+    assert!(!body.contains("scripted-2"), "the provider's detail stays in the log: {body}");
 }
 
 #[tokio::test]
