@@ -14,15 +14,25 @@ pub struct ChatArgs {
     /// Your customer id at the company (e.g. C-1001), if you want to give it.
     #[arg(long)]
     customer: Option<String>,
+    /// The API key to call with (a widget key is enough; `concierge demo` prints one).
+    #[arg(long, env = "CONCIERGE_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
+/// An open conversation: its id and the token that lets a widget key reach it.
+struct Opened {
+    id: String,
+    token: String,
 }
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
+    let client = crate::api_client(args.key.as_deref(), std::time::Duration::from_secs(120))?;
     let base = args.url.trim_end_matches('/').to_owned();
     let interactive = std::io::stdin().is_terminal();
     let mut conversation = start(&client, &base, args.customer.as_deref()).await?;
     if interactive {
-        println!("Connected to {base}. Conversation {conversation}. Type /new for a new conversation, /quit to leave.");
+        let id = &conversation.id;
+        println!("Connected to {base}. Conversation {id}. Type /new for a new conversation, /quit to leave.");
     }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -38,7 +48,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             "/quit" | "/exit" => break,
             "/new" => {
                 conversation = start(&client, &base, args.customer.as_deref()).await?;
-                println!("(new conversation {conversation})");
+                println!("(new conversation {})", conversation.id);
             }
             text => match send(&client, &base, &conversation, text).await {
                 Ok(reply) => print_reply(&reply),
@@ -50,18 +60,21 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start(client: &reqwest::Client, base: &str, customer: Option<&str>) -> anyhow::Result<String> {
+async fn start(client: &reqwest::Client, base: &str, customer: Option<&str>) -> anyhow::Result<Opened> {
     let body = json!({ "channel": "chat-cli", "customer_ref": customer });
     let response = client.post(format!("{base}/v1/conversations")).json(&body).send().await.with_context(|| {
         format!("cannot reach Concierge at {base} (is `concierge serve` or `concierge demo` running?)")
     })?;
     let value = checked(response).await?;
-    value["id"].as_str().map(str::to_owned).context("the server's answer has no conversation id")
+    let text = |field: &str| value[field].as_str().map(str::to_owned);
+    let id = text("id").context("the server's answer has no conversation id")?;
+    Ok(Opened { id, token: text("access_token").unwrap_or_default() })
 }
 
-async fn send(client: &reqwest::Client, base: &str, conversation: &str, text: &str) -> anyhow::Result<Value> {
+async fn send(client: &reqwest::Client, base: &str, conversation: &Opened, text: &str) -> anyhow::Result<Value> {
     let response = client
-        .post(format!("{base}/v1/conversations/{conversation}/messages"))
+        .post(format!("{base}/v1/conversations/{}/messages", conversation.id))
+        .header("x-conversation-token", &conversation.token)
         .json(&json!({ "content": text }))
         .send()
         .await

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use concierge_acme::AcmeData;
 use concierge_server::Server;
+use secrecy::ExposeSecret;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -30,6 +31,18 @@ pub async fn run(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result
         acme.url = format!("http://127.0.0.1:{}", args.backend_port);
     }
 
+    // Keys for this run, unless the environment gives them: the console needs an operator
+    // or admin key, the chat page carries the widget key.
+    let fresh = || concierge_server::auth::fresh_key().map(secrecy::SecretString::from).map_err(anyhow::Error::msg);
+    if config.secrets.admin_key.is_none() {
+        config.secrets.admin_key = Some(fresh()?);
+    }
+    if config.secrets.widget_key.is_none() {
+        config.secrets.widget_key = Some(fresh()?);
+    }
+    let admin = config.secrets.admin_key.as_ref().map(|k| k.expose_secret().to_owned()).unwrap_or_default();
+    let widget = config.secrets.widget_key.as_ref().map(|k| k.expose_secret().to_owned()).unwrap_or_default();
+
     let data = AcmeData::load(&args.acme_dir.join("backend")).context("loading the Acme backend's data")?;
     let (orders, customers) = (data.orders.len(), data.customers.len());
     let backend_addr = SocketAddr::from(([127, 0, 0, 1], args.backend_port));
@@ -42,10 +55,13 @@ pub async fn run(config_file: Option<PathBuf>, args: DemoArgs) -> anyhow::Result
     let addr = server.local_addr()?;
     println!("Acme backend  http://{backend_addr}  ({orders} orders, {customers} customers; try /orders/A-10024)");
     println!("Concierge     http://{addr}  (store: {})", crate::redacted_store(&config));
-    println!("Web chat      http://{addr}/      console http://{addr}/console      API docs http://{addr}/docs/");
-    println!("Chat          concierge chat --url http://{addr}");
+    println!("Web chat      http://{addr}/      API docs http://{addr}/docs/");
+    println!("Console       http://{addr}/console#key={admin}");
+    println!("Keys          admin  {admin}");
+    println!("              widget {widget}");
+    println!("Chat          concierge chat --url http://{addr} --key {widget}");
     println!(
-        "              curl -s -X POST http://{addr}/v1/conversations/$(curl -s -X POST http://{addr}/v1/conversations | jq -r .id)/messages \\\n                -H 'content-type: application/json' -d '{{\"content\":\"Where is my order?\"}}'"
+        "              curl -s -X POST http://{addr}/v1/conversations/$(curl -s -X POST http://{addr}/v1/conversations -H 'authorization: Bearer {admin}' | jq -r .id)/messages \\\n                -H 'authorization: Bearer {admin}' -H 'content-type: application/json' -d '{{\"content\":\"Where is my order?\"}}'"
     );
     println!("Press Ctrl-C to stop.");
     let served = server.serve(crate::shutdown_signal()).await;

@@ -5,6 +5,7 @@ mod chat;
 mod demo;
 mod eval;
 mod ingest;
+mod keys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Add or update knowledge-base documents from files and folders.
     Ingest(ingest::IngestArgs),
+    /// Manage API keys in the store: `concierge keys create | list | revoke`.
+    Keys(keys::KeysArgs),
     /// Measure quality: `concierge eval retrieval | routing | agent`.
     Eval(eval::EvalArgs),
     /// Print the support agent's graph as configured.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(cli.config, args).await,
             Command::Chat(args) => chat::run(args).await,
             Command::Ingest(args) => ingest::run(cli.config, args).await,
+            Command::Keys(args) => keys::run(cli.config, args).await,
             Command::Eval(args) => eval::run(cli.config, args).await,
             Command::Graph { format: GraphFormat::Mermaid } => graph(cli.config).await,
         }
@@ -124,6 +128,18 @@ async fn migrate(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     store.migrate().await?;
     println!("migrated the {} store at {}", store.backend(), redacted_store(&config));
     Ok(())
+}
+
+/// An HTTP client for Concierge's API that sends `key` as a bearer token on every request.
+pub(crate) fn api_client(key: Option<&str>, timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key.map(str::trim).filter(|k| !k.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| anyhow::anyhow!("the API key holds characters a header cannot"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder().timeout(timeout).default_headers(headers).build()?)
 }
 
 /// The store URL without credentials, for messages.

@@ -224,12 +224,23 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     command
         .args(["demo", "--port", &port.to_string(), "--backend-port", &backend_port.to_string()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CONCIERGE_STORE__URL", sqlite_url(&database));
+        .env("CONCIERGE_STORE__URL", sqlite_url(&database))
+        .env("CONCIERGE_ADMIN_KEY", DEMO_ADMIN_KEY)
+        .env("CONCIERGE_WIDGET_KEY", DEMO_WIDGET_KEY);
     let mut demo = RunningProcess::spawn("demo", command, dir.path());
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client");
+    let anonymous = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client");
+    let client = keyed_client(DEMO_WIDGET_KEY);
 
-    wait_until_healthy(&client, &base, &mut demo).await;
+    wait_until_healthy(&anonymous, &base, &mut demo).await;
+    // Nothing but health and the pages without a key; the chat page carries the widget key.
+    let (status, refused) =
+        json_answer(anonymous.post(format!("{base}/v1/conversations")).send().await.expect("post")).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "{refused}");
+    assert_eq!(refused["error"]["code"], "unauthenticated");
+    let page = anonymous.get(format!("{base}/")).send().await.expect("the chat page").text().await.expect("html");
+    assert!(page.contains(&format!(r#"<meta name="concierge-widget-key" content="{DEMO_WIDGET_KEY}">"#)), "{page}");
+    assert!(demo.stdout().contains(&format!("/console#key={DEMO_ADMIN_KEY}")), "{}", demo.stdout());
     assert!(database.is_file(), "the demo keeps its store where CONCIERGE_STORE__URL says");
     assert!(demo.stdout().contains(&format!("http://127.0.0.1:{backend_port}")), "{}", demo.stdout());
 
@@ -239,6 +250,13 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
             .await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{conversation}");
     let id = conversation["id"].as_str().expect("the conversation has an id").to_owned();
+    // The widget key reaches this conversation with its token, and only with it.
+    let token = conversation["access_token"].as_str().expect("an access token").to_owned();
+    let transcript_url = format!("{base}/v1/conversations/{id}");
+    let (status, refused) = json_answer(client.get(&transcript_url).send().await.expect("transcript")).await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["code"], "conversation_forbidden");
+    let client = keyed_client_with(DEMO_WIDGET_KEY, &token);
 
     let question = json!({ "content": "How do I descale my kettle?" });
     let messages = format!("{base}/v1/conversations/{id}/messages");
@@ -265,7 +283,6 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     assert_eq!(exchange["reply"]["metadata"]["tool"]["name"], "get_order", "{exchange}");
     assert!(exchange["reply"]["content"].as_str().is_some_and(|c| c.contains("is delayed")), "{exchange}");
 
-    let transcript_url = format!("{base}/v1/conversations/{id}");
     let (status, transcript) = json_answer(client.get(&transcript_url).send().await.expect("transcript")).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{transcript}");
     let turns: Vec<(&str, i64)> = transcript["messages"]
@@ -286,7 +303,7 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
 
     // The terminal chat against the running demo.
     let mut chat_command = concierge();
-    chat_command.args(["chat", "--url", &base]).stdin(Stdio::piped());
+    chat_command.args(["chat", "--url", &base, "--key", DEMO_WIDGET_KEY]).stdin(Stdio::piped());
     let mut chat = RunningProcess::spawn("chat", chat_command, dir.path());
     {
         use std::io::Write;
@@ -309,6 +326,63 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     assert!(kill.success(), "kill -TERM {}", demo.pid());
     let status = demo.wait_for_exit(Duration::from_secs(10)).expect("the demo stops within 10 s of SIGTERM");
     assert!(status.success(), "demo exit status {status}");
+}
+
+const DEMO_ADMIN_KEY: &str = "demo-test-admin-key-0123456789abcdef";
+const DEMO_WIDGET_KEY: &str = "demo-test-widget-key-0123456789abcdef";
+
+fn keyed_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("a header"));
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().expect("a client")
+}
+
+/// A widget's client for one conversation: its key and the conversation's token.
+fn keyed_client_with(key: &str, token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("a header"));
+    headers.insert("x-conversation-token", token.parse().expect("a header"));
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().expect("a client")
+}
+
+#[test]
+fn keys_are_made_listed_and_revoked_in_the_store() {
+    let dir = TempDir::new().expect("a temporary folder");
+    let store = sqlite_url(&dir.path().join("keys.db"));
+    let run = |args: &[&str]| {
+        let output = concierge()
+            .arg("keys")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("CONCIERGE_STORE__URL", &store)
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("runs");
+        let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), out.into_owned(), err.into_owned())
+    };
+    let (ok, key, said) = run(&["create", "--role", "operator", "--label", "support desk"]);
+    assert!(ok, "{said}");
+    let key = key.trim();
+    let prefix = key.strip_prefix("ck_").and_then(|rest| rest.split('_').next()).expect("a ck_ key");
+    assert_eq!(key.len(), 3 + 12 + 1 + 43, "{key}");
+    assert!(said.contains("shown only this once"), "{said}");
+
+    let (ok, listed, said) = run(&["list"]);
+    assert!(ok, "{said}");
+    let line = listed.lines().find(|l| l.starts_with(prefix)).expect("the key is listed");
+    assert!(line.contains("operator") && line.contains("support desk") && !listed.contains(key), "{listed}");
+
+    let (ok, _, said) = run(&["revoke", prefix]);
+    assert!(ok, "{said}");
+    let (_, listed, _) = run(&["list"]);
+    let line = listed.lines().find(|l| l.starts_with(prefix)).expect("still listed");
+    assert!(!line.contains(" - "), "the revocation time is shown: {line}");
+
+    let (ok, _, said) = run(&["create", "--role", "boss", "--label", "x"]);
+    assert!(!ok && said.contains("boss"), "an unknown role is refused: {said}");
+    let (ok, _, said) = run(&["revoke", "nosuchprefix"]);
+    assert!(!ok && said.contains("not found"), "{said}");
 }
 
 #[test]

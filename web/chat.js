@@ -1,18 +1,29 @@
-// The customer chat: one conversation per browser tab (its id kept in sessionStorage so a
-// reload carries on), each message answered as a stream of server-sent events read from a
-// POST, replies rated, and a follow-up fetched when a reply waits for an operator.
+// The customer chat: one conversation per browser tab (its id and access token kept in
+// sessionStorage so a reload carries on), each message answered as a stream of server-sent
+// events read from a POST, replies rated, and a follow-up fetched when a reply waits for an
+// operator.
 
 import { ApiError, apiClient, el, icon, renderReply, sourcesList } from "/web/common.js";
 
 const CONVERSATION_KEY = "concierge.chat.conversation";
+const CONVERSATION_TOKEN_KEY = "concierge.chat.conversation-token";
 const HANDOFF_MESSAGE = "I'd like to talk to a person, please.";
 /** How often, and for how long, a reply that awaits approval is watched for its outcome. */
 const FOLLOW_UP_EVERY_MS = 4000;
 const FOLLOW_UP_FOR_MS = 30 * 60 * 1000;
 
-// A widget key comes with the page's address; without one the chat sends none.
-const widgetKey = new URLSearchParams(location.search).get("key") || "";
-const call = apiClient(() => widgetKey);
+// The widget key: the one in the page's address (`?key=`) when there is one, else the one
+// the server wrote into the page. Without either the chat sends none.
+const widgetKey =
+  new URLSearchParams(location.search).get("key") ||
+  document.querySelector('meta[name="concierge-widget-key"]')?.content ||
+  "";
+// A widget key reaches only the conversations it holds the token of: every call carries the
+// current conversation's.
+const call = apiClient(
+  () => widgetKey,
+  () => ({ "x-conversation-token": chat.conversationToken }),
+);
 
 const ui = {
   transcript: document.getElementById("transcript"),
@@ -28,6 +39,7 @@ const ui = {
 
 const chat = {
   conversationId: sessionStorage.getItem(CONVERSATION_KEY),
+  conversationToken: sessionStorage.getItem(CONVERSATION_TOKEN_KEY),
   busy: false,
   /** Ids of the messages on the page, so a transcript fetched later adds only new ones. */
   shown: new Set(),
@@ -302,15 +314,26 @@ function clearTranscript() {
 
 function forgetConversation() {
   chat.conversationId = null;
+  chat.conversationToken = null;
   sessionStorage.removeItem(CONVERSATION_KEY);
+  sessionStorage.removeItem(CONVERSATION_TOKEN_KEY);
   stopFollowUp();
+}
+
+/** Whether the server no longer has the stored conversation (its store was reset) or no
+ *  longer lets this tab into it (its token is wrong or missing): either way, start afresh. */
+function conversationGone(error) {
+  return error.status === 404 || error.code === "conversation_forbidden";
 }
 
 async function ensureConversation() {
   if (chat.conversationId) return chat.conversationId;
   const conversation = await call("/v1/conversations", { method: "POST", body: { channel: "web" } });
   chat.conversationId = conversation.id;
+  chat.conversationToken = conversation.access_token || null;
   sessionStorage.setItem(CONVERSATION_KEY, conversation.id);
+  if (chat.conversationToken) sessionStorage.setItem(CONVERSATION_TOKEN_KEY, chat.conversationToken);
+  else sessionStorage.removeItem(CONVERSATION_TOKEN_KEY);
   return conversation.id;
 }
 
@@ -329,8 +352,8 @@ async function restoreConversation() {
     changeTranscript(() => messages.forEach(showMessage), { scroll: true });
     if (lastReplyAwaitsApproval(messages)) watchForFollowUp();
   } catch (error) {
-    if (error.status === 404 || error.status === 400) forgetConversation();
-    else showNotice(`The conversation could not be loaded. ${error.message}`);
+    if (conversationGone(error) || error.status === 400) forgetConversation();
+    else showNotice(`The conversation could not be loaded. ${authHint(error)}`);
   } finally {
     setStatus("");
     setBusy(false);
@@ -351,8 +374,10 @@ function watchForFollowUp() {
       const fresh = (transcript.messages || []).filter((m) => !chat.shown.has(m.id));
       fresh.forEach(showMessage);
       if (fresh.some((m) => m.role === "assistant") && !lastReplyAwaitsApproval(transcript.messages)) stopFollowUp();
-    } catch {
-      // Tried again at the next tick; a lasting failure shows when the customer sends.
+    } catch (error) {
+      // Tried again at the next tick; a lasting failure shows when the customer sends. A
+      // conversation this tab may no longer read is not worth asking for again.
+      if (error instanceof ApiError && conversationGone(error) && chat.conversationId === id) stopFollowUp();
     }
   }, FOLLOW_UP_EVERY_MS);
 }
@@ -418,8 +443,8 @@ async function openStream(text) {
   try {
     return await post();
   } catch (error) {
-    // A conversation the server no longer has (its store was reset): start a new one.
-    if (error.status !== 404 || !chat.conversationId) throw error;
+    // A conversation the server no longer has or lets this tab into: start a new one.
+    if (!conversationGone(error) || !chat.conversationId) throw error;
     forgetConversation();
     return post();
   }

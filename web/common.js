@@ -14,12 +14,22 @@ export class ApiError extends Error {
 
   /** Whether the server refused the caller's credentials. */
   get isAuth() {
-    return this.status === 401 || this.status === 403;
+    return refusesCredentials(this.status, this.code);
   }
 }
 
+/** A 401, or a 403 about the key's role. A 403 `conversation_forbidden` is about a
+ *  conversation's token, not the key: the key itself was accepted. */
+function refusesCredentials(status, code) {
+  return status === 401 || (status === 403 && code !== "conversation_forbidden");
+}
+
+/** What a refused credential means, by the server's error code, else by status. */
 const AUTH_MESSAGES = {
-  401: "The server asked for an API key (401 Unauthorized).",
+  unauthenticated: "The server asked for an API key (401 Unauthorized).",
+  invalid_credentials: "The server does not accept this API key (401 Unauthorized).",
+  forbidden: "This API key's role may not do this (403 Forbidden).",
+  401: "The server did not accept this credential (401 Unauthorized).",
   403: "The server refused this API key (403 Forbidden).",
 };
 
@@ -43,8 +53,9 @@ async function errorFrom(response) {
   } catch {
     // Not JSON (a proxy's page, an empty body): the status says enough.
   }
-  if (AUTH_MESSAGES[response.status]) {
-    message = AUTH_MESSAGES[response.status] + (message ? ` ${message}` : "");
+  if (refusesCredentials(response.status, code)) {
+    const meaning = AUTH_MESSAGES[code] || AUTH_MESSAGES[response.status];
+    message = meaning + (message ? ` ${message}` : "");
   }
   if (!message) {
     message = `The server answered ${response.status} ${response.statusText || ""}`.trim() + ".";
@@ -54,12 +65,17 @@ async function errorFrom(response) {
 
 /**
  * A function that calls the API: `call(path, {method, body, accept, raw})`. It sends the key
- * `getKey()` returns, when there is one, as a bearer token. It resolves to the parsed JSON
- * body (or the Response itself with `raw: true`) and rejects with an ApiError otherwise.
+ * `getKey()` returns, when there is one, as a bearer token, and the headers `getHeaders()`
+ * returns (those without a value are left out). It resolves to the parsed JSON body (or the
+ * Response itself with `raw: true`) and rejects with an ApiError otherwise.
  */
-export function apiClient(getKey) {
+export function apiClient(getKey, getHeaders = () => ({})) {
   return async function call(path, { method = "GET", body, accept = "application/json", raw = false, signal } = {}) {
-    const headers = { accept };
+    const headers = {};
+    for (const [name, value] of Object.entries(getHeaders() || {})) {
+      if (value !== null && value !== undefined && value !== "") headers[name.toLowerCase()] = String(value);
+    }
+    headers.accept = accept;
     const key = getKey();
     if (key) headers.authorization = `Bearer ${key}`;
     if (body !== undefined) headers["content-type"] = "application/json";

@@ -33,6 +33,38 @@ const nameInput = $("operator-name");
 keyInput.value = sessionStorage.getItem(KEY_STORAGE) || "";
 nameInput.value = localStorage.getItem(NAME_STORAGE) || "";
 
+function rememberKey() {
+  const key = keyInput.value.trim();
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  else sessionStorage.removeItem(KEY_STORAGE);
+}
+
+/**
+ * Takes a key handed over in the address, `/console#key=…` (a link that opens the console
+ * ready to use), into the key field and this tab's storage, and takes it out of the address
+ * so that it stays out of the history and of what is copied from the address bar. Whether
+ * the address held a key.
+ */
+function takeKeyFromAddress() {
+  const match = /^#key=(.*)$/.exec(location.hash);
+  if (!match) return false;
+  history.replaceState(null, "", `${location.pathname}${location.search}`);
+  let key = "";
+  try {
+    key = decodeURIComponent(match[1]).trim();
+  } catch {
+    // Not a valid escape: no key to take.
+  }
+  if (key) {
+    keyInput.value = key;
+    rememberKey();
+  }
+  return true;
+}
+
+// Before the sections read the hash, which names a section, never a key.
+takeKeyFromAddress();
+
 const api = apiClient(() => keyInput.value.trim());
 
 function operatorName() {
@@ -42,7 +74,7 @@ function operatorName() {
 function showAuthProblem(error) {
   const banner = $("auth-banner");
   banner.hidden = !error;
-  banner.textContent = error ? `${error.message} Enter a valid key in the API key field above.` : "";
+  banner.textContent = error ? `${error.message} Enter an operator or admin key in the API key field above.` : "";
 }
 
 /** A call whose refusal of the key shows in the banner above every section. */
@@ -720,18 +752,24 @@ function fromHash() {
   }
 }
 
-window.addEventListener("hashchange", fromHash);
+window.addEventListener("hashchange", () => {
+  if (takeKeyFromAddress()) useKey();
+  else fromHash();
+});
 
 // ---------------------------------------------------------------------------------------
 // Settings, ticking
 
 $("settings").addEventListener("submit", (event) => event.preventDefault());
-keyInput.addEventListener("change", () => {
-  const key = keyInput.value.trim();
-  if (key) sessionStorage.setItem(KEY_STORAGE, key);
-  else sessionStorage.removeItem(KEY_STORAGE);
+/** Shows what the key now in the field may see. */
+function useKey() {
   sections[active]();
   refreshApprovals();
+}
+
+keyInput.addEventListener("change", () => {
+  rememberKey();
+  useKey();
 });
 nameInput.addEventListener("change", () => {
   const name = nameInput.value.trim();

@@ -78,13 +78,16 @@ pub async fn run(mut config: Config, args: AgentArgs) -> anyhow::Result<()> {
     if args.no_model {
         config.llm.provider = concierge_server::config::NO_MODEL.into();
     }
+    // The run calls its own server with a key made for it.
+    let key = concierge_server::auth::fresh_key().map_err(anyhow::Error::msg)?;
+    config.secrets.admin_key = Some(secrecy::SecretString::from(key.clone()));
     let model = config.llm.provider.clone();
     eprintln!("starting the server (model: {model}) and the Acme backend …");
     let server = Server::build(&config).await?;
     let base = format!("http://{}", server.local_addr()?);
     tokio::spawn(server.serve(std::future::pending()));
     let store = concierge_store::open(&store_url).await?;
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build()?;
+    let client = crate::api_client(Some(&key), std::time::Duration::from_secs(120))?;
 
     let turns: usize = conversations.iter().map(|c| c.turns.len()).sum();
     let bar = ProgressBar::new(turns as u64).with_style(

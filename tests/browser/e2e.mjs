@@ -1,5 +1,6 @@
 // End-to-end: a customer and an operator in headless Chromium, against the running server
-// at BASE_URL (the Acme demo). Each step prints one line and leaves a screenshot in
+// at BASE_URL (the Acme demo) started with ADMIN_KEY as its admin key (and WIDGET_KEY, when
+// given, as its widget key). Each step prints one line and leaves a screenshot in
 // ARTIFACTS; any uncaught page error or console error fails the step it happens in.
 
 import { mkdtemp, mkdir, rm } from "node:fs/promises";
@@ -9,6 +10,8 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const BASE_URL = (process.env.BASE_URL || "").replace(/\/+$/, "");
+const ADMIN_KEY = process.env.ADMIN_KEY || "";
+const WIDGET_KEY = process.env.WIDGET_KEY || "";
 const ARTIFACTS = process.env.ARTIFACTS || path.join(path.dirname(fileURLToPath(import.meta.url)), "artifacts");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 /** A reply from a small model on two cores may take a minute; twice that is the limit. */
@@ -16,6 +19,10 @@ const REPLY_MS = 120_000;
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 375, height: 740 };
 const CONVERSATION_KEY = "concierge.chat.conversation";
+const CONVERSATION_TOKEN_KEY = "concierge.chat.conversation-token";
+/** What Chromium logs for a request the server refused (401, 403, or 404 for a conversation
+ *  it does not show), in the steps that provoke one. */
+const REFUSED = /status of 40[134]\b/;
 /** Acme orders above the $100 that refunds need an operator for, none refunded yet. */
 const REFUNDABLE_ORDERS = ["A-10007", "A-10014", "A-10013", "A-10001"];
 
@@ -23,6 +30,12 @@ if (!BASE_URL) {
   console.error("BASE_URL is not set");
   process.exit(2);
 }
+if (!ADMIN_KEY) {
+  console.error("ADMIN_KEY is not set: give the admin key the server was started with");
+  process.exit(2);
+}
+const asAdmin = { authorization: `Bearer ${ADMIN_KEY}` };
+const consoleUrl = `${BASE_URL}/console#key=${encodeURIComponent(ADMIN_KEY)}`;
 
 // ---------------------------------------------------------------------------------------
 // Steps
@@ -32,10 +45,13 @@ let passed = 0;
 let failed = 0;
 let stepNumber = 0;
 
-function watch(page, label) {
+/** Fails the running step on the page's uncaught errors and console errors, except those
+ *  `expected` matches. */
+function watch(page, label, expected = null) {
   page.on("pageerror", (error) => problems.push(`${label}: uncaught ${error.message}`));
   page.on("console", (message) => {
     if (message.type() !== "error") return;
+    if (expected && expected.test(message.text())) return;
     const where = message.location() && message.location().url ? ` (${message.location().url})` : "";
     problems.push(`${label}: console error: ${message.text()}${where}`);
   });
@@ -120,7 +136,12 @@ async function ask(page, message) {
   return replyAfter(page, before);
 }
 
-const conversationOf = (page) => page.evaluate((key) => sessionStorage.getItem(key), CONVERSATION_KEY);
+const stored = (page, key) => page.evaluate((k) => sessionStorage.getItem(k), key);
+const conversationOf = (page) => stored(page, CONVERSATION_KEY);
+
+async function keepInSession(page, entries) {
+  await page.evaluate((pairs) => pairs.forEach(([k, v]) => sessionStorage.setItem(k, v)), entries);
+}
 
 // ---------------------------------------------------------------------------------------
 // The console
@@ -159,6 +180,7 @@ const chat = watch(await context.newPage(), "chat");
 let operator = null;
 const open = () => [chat, operator].filter(Boolean);
 let conversationId = null;
+let conversationToken = null;
 let ratedComment = null;
 
 try {
@@ -168,9 +190,33 @@ try {
   });
   if (!reachable) throw new Error("no server at BASE_URL");
 
+  await step("auth: without a key the API refuses and the console asks for one", open, async () => {
+    const anonymous = await chat.request.get(`${BASE_URL}/v1/stats`);
+    const code = (await anonymous.json().catch(() => null))?.error?.code;
+    check(anonymous.status() === 401 && code === "unauthenticated", `/v1/stats without a key answered ${anonymous.status()} ${code}`);
+    const admin = await chat.request.get(`${BASE_URL}/v1/stats`, { headers: asAdmin });
+    check(admin.ok(), `/v1/stats with ADMIN_KEY answered ${admin.status()}: is it the key the server was started with?`);
+
+    const stranger = watch(await context.newPage(), "console without a key", REFUSED);
+    try {
+      await stranger.goto(`${BASE_URL}/console`);
+      const banner = stranger.locator("#auth-banner");
+      await banner.waitFor();
+      const text = await banner.innerText();
+      check(/operator or admin key/i.test(text), `the console says "${text}", not to enter an operator or admin key`);
+      check((await stranger.locator("#live-tiles .tile").count()) === 0, "the console shows live figures without a key");
+      await shot(stranger, "00-console-no-key");
+    } finally {
+      await stranger.close();
+    }
+  });
+
   await step("chat: an order question is answered with a tool", open, async () => {
     await chat.goto(`${BASE_URL}/`);
-    await chat.evaluate((key) => sessionStorage.removeItem(key), CONVERSATION_KEY);
+    const pageKey = await chat.evaluate(() => document.querySelector('meta[name="concierge-widget-key"]')?.content || "");
+    check(pageKey, "the chat page carries no widget key");
+    if (WIDGET_KEY) check(pageKey === WIDGET_KEY, "the chat page carries another widget key than WIDGET_KEY");
+    await chat.evaluate((keys) => keys.forEach((k) => sessionStorage.removeItem(k)), [CONVERSATION_KEY, CONVERSATION_TOKEN_KEY]);
     await chat.reload();
     await recordStatuses(chat);
     await shot(chat, "01-chat-empty");
@@ -181,6 +227,8 @@ try {
     check(statuses.some((s) => s.kind === "tool"), `no tool status was shown during the turn (saw ${JSON.stringify(statuses)})`);
     conversationId = await conversationOf(chat);
     check(conversationId, "the conversation id is not kept in sessionStorage");
+    conversationToken = await stored(chat, CONVERSATION_TOKEN_KEY);
+    check(conversationToken, "the conversation's access token is not kept in sessionStorage");
   });
 
   await step("chat: a knowledge answer cites its source", open, async () => {
@@ -203,7 +251,10 @@ try {
     await shot(chat, "04-chat-rated");
 
     operator = watch(await context.newPage(), "console");
-    await operator.goto(`${BASE_URL}/console`);
+    await operator.goto(consoleUrl);
+    const address = await operator.evaluate(() => location.href);
+    check(!address.includes("key=") && !address.includes(encodeURIComponent(ADMIN_KEY)), "the key is still in the console's address");
+    check((await operator.locator("#api-key").inputValue()) === ADMIN_KEY, "the key from the address is not in the API key field");
     await openTab(operator, "Feedback");
     const item = operator.locator("#feedback-list .feedback", { hasText: ratedComment });
     await item.waitFor();
@@ -312,7 +363,10 @@ try {
     try {
       await phone.setViewportSize(PHONE);
       await phone.goto(`${BASE_URL}/`);
-      await phone.evaluate(([key, id]) => sessionStorage.setItem(key, id), [CONVERSATION_KEY, conversationId]);
+      await keepInSession(phone, [
+        [CONVERSATION_KEY, conversationId],
+        [CONVERSATION_TOKEN_KEY, conversationToken],
+      ]);
       await phone.reload();
       await phone.locator(REPLIES).nth(3).waitFor();
       await noSidewaysScroll(phone, "the chat");
@@ -320,7 +374,7 @@ try {
       await phone.locator("#transcript-scroll").evaluate((s) => (s.scrollTop = 0));
       await shot(phone, "15-phone-chat-top");
 
-      await phone.goto(`${BASE_URL}/console`);
+      await phone.goto(consoleUrl);
       const sections = [
         ["Live figures", "#live-tiles .tile"],
         ["Conversations", "#conversation-list li"],
@@ -350,6 +404,30 @@ try {
     check(Number(requests) >= 4, `the requests tile shows ${requests} after this run's turns`);
     check((await operator.locator("#live-charts svg .bar").count()) >= 1, "the requests chart has no bars");
     await operator.screenshot({ path: path.join(ARTIFACTS, "21-console-live.png"), fullPage: true });
+  });
+
+  await step("chat: a conversation kept with a wrong token gives way to a new one", open, async () => {
+    const tab = watch(await context.newPage(), "chat with a wrong token", REFUSED);
+    try {
+      await tab.goto(`${BASE_URL}/`);
+      await keepInSession(tab, [
+        [CONVERSATION_KEY, conversationId],
+        [CONVERSATION_TOKEN_KEY, "not-this-conversation's-token"],
+      ]);
+      await tab.reload();
+      await tab.waitForFunction((key) => sessionStorage.getItem(key) === null, CONVERSATION_KEY);
+      await tab.locator("#send:not([disabled])").waitFor();
+      const notice = tab.locator("#chat-notice");
+      check(await notice.isHidden(), `the chat shows an error: ${await notice.textContent()}`);
+      check((await tab.locator(REPLIES).count()) === 0, "the refused conversation's messages are shown");
+      const { text } = await ask(tab, "Where is my order A-10023?");
+      check(text.includes("A-10023"), `the reply does not name A-10023: ${text}`);
+      const fresh = await conversationOf(tab);
+      check(fresh && fresh !== conversationId, "the chat did not start a conversation of its own");
+      await shot(tab, "22-chat-fresh-conversation");
+    } finally {
+      await tab.close();
+    }
   });
 } catch (error) {
   console.log(`stopped: ${error.message}`);

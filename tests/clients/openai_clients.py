@@ -1,17 +1,22 @@
 """The OpenAI-compatible API as real clients use it: the official `openai` package and
 LangChain's `ChatOpenAI`, each non-streaming and streaming, against a running Concierge.
 
-Usage: python openai_clients.py BASE_URL MODEL
+Usage: CONCIERGE_API_KEY=KEY python openai_clients.py BASE_URL MODEL
+KEY is a key the server accepts with at least the operator role (the admin key will do).
 Prints one line per check and exits non-zero on the first failure.
 """
 
+import os
 import sys
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
-from openai import NotFoundError, OpenAI
+from openai import AuthenticationError, NotFoundError, OpenAI
 
 BASE, MODEL = sys.argv[1].rstrip("/") + "/v1", sys.argv[2]
+API_KEY = os.environ.get("CONCIERGE_API_KEY", "").strip()
+if not API_KEY:
+    sys.exit("CONCIERGE_API_KEY is not set: give a key the server accepts (e.g. its CONCIERGE_ADMIN_KEY)")
 QUESTION = "Where is my order A-10032?"
 TRACKING = "4833351328"
 
@@ -22,7 +27,27 @@ def check(name, condition, detail=""):
         sys.exit(1)
 
 
-client = OpenAI(base_url=BASE, api_key="unused-until-keys-are-required")
+def error_code(error):
+    """The server's error code in an SDK error: the SDK keeps the body's `error` object (or
+    the whole body) as `body`, and the code as `code`."""
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("code"):
+            return inner["code"]
+    return getattr(error, "code", None)
+
+
+client = OpenAI(base_url=BASE, api_key=API_KEY)
+
+# The real key with its last character changed: the shape of a key, not its value.
+forged = API_KEY[:-1] + ("A" if API_KEY[-1] != "A" else "B")
+try:
+    OpenAI(base_url=BASE, api_key=forged, max_retries=0).models.list()
+    check("openai: a forged key is refused", False)
+except AuthenticationError as error:
+    check("openai: a forged key is refused with 401", error.status_code == 401, str(error.status_code))
+    check("openai: the refusal says invalid_credentials", error_code(error) == "invalid_credentials", repr(error.body))
 
 models = [m.id for m in client.models.list()]
 check("openai: models.list names the agent", MODEL in models, str(models))
@@ -67,7 +92,7 @@ try:
 except NotFoundError as error:
     check("openai: an unknown model is refused with 404", error.status_code == 404)
 
-chat = ChatOpenAI(model=MODEL, base_url=BASE, api_key="unused-until-keys-are-required", max_retries=0, timeout=120)
+chat = ChatOpenAI(model=MODEL, base_url=BASE, api_key=API_KEY, max_retries=0, timeout=120)
 reply = chat.invoke([HumanMessage("Hi, I need help with an order."), AIMessage("Sure, which order?"), HumanMessage(QUESTION)])
 check("langchain: invoke answers", TRACKING in reply.content, reply.content)
 check("langchain: usage metadata is present", reply.usage_metadata is not None)

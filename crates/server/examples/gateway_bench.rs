@@ -115,7 +115,8 @@ async fn serve(args: &[String]) {
     );
     let file = dir.join("concierge.toml");
     std::fs::write(&file, config).expect("the config file");
-    let config = concierge_server::Config::load(Some(&file)).expect("the config");
+    let mut config = concierge_server::Config::load(Some(&file)).expect("the config");
+    config.secrets.admin_key = Some(support::BENCH_KEY.to_owned().into());
     let server = concierge_server::Server::build(&config).await.expect("the server starts");
     println!("listening on {}", server.local_addr().expect("bound"));
     server.serve(std::future::pending()).await.expect("serve");
@@ -133,6 +134,7 @@ async fn load(args: &[String]) {
     let max_in_flight = number(args, "--max-in-flight", 2000);
     let name = arg(args, "--name").unwrap_or_else(|| "target".into());
     let client = reqwest::Client::builder()
+        .default_headers(support::auth_headers())
         .pool_max_idle_per_host(4096)
         .timeout(Duration::from_secs(10))
         .build()

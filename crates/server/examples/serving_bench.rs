@@ -48,6 +48,7 @@ async fn serve(args: &[String]) {
     config.knowledge.path = None;
     config.llm.provider = "none".into();
     config.log.level = "warn".into();
+    config.secrets.admin_key = Some(support::BENCH_KEY.to_owned().into());
     let server = concierge_server::Server::build(&config).await.expect("the server starts");
     println!("listening on {}", server.local_addr().expect("bound"));
     server.serve(std::future::pending()).await.expect("serve");
@@ -72,7 +73,11 @@ async fn load(args: &[String]) {
     let rate = number(args, "--rate", 100);
     let hold = Duration::from_secs(number(args, "--hold", 10));
     let name = arg(args, "--name").unwrap_or_else(|| "server".into());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .default_headers(support::auth_headers())
+        .build()
+        .expect("client");
     let rss_idle = rss_mib(pid);
 
     // Conversations, 64 at a time.
@@ -101,7 +106,11 @@ async fn load(args: &[String]) {
     let started = Instant::now();
     let mut holders = Vec::with_capacity(ids.len());
     // One client: with every connection busy holding a stream, it opens a new one per request.
-    let streamer = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let streamer = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .default_headers(support::auth_headers())
+        .build()
+        .expect("client");
     for id in &ids {
         let (streamer, url, id) = (streamer.clone(), url.clone(), id.clone());
         let (latencies, received, errors, opened) =

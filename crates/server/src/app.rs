@@ -1,6 +1,7 @@
 //! The router: routes, limits, deadlines, request ids, and JSON answers for everything that
 //! goes wrong before a handler runs (unknown route, wrong method, panic).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -16,7 +17,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::routes::{self, AppState};
-use crate::{openai, web, ws};
+use crate::{auth, openai, web, ws};
 
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +60,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/v1/jobs/{id}", get(routes::get_job))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
+        .route("/v1/keys", post(routes::create_key).get(routes::list_keys))
+        .route("/v1/keys/{prefix}", axum::routing::delete(routes::revoke_key))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", crate::openapi::spec()))
+        // Every route above, and only those: an unknown path is a 404 for anyone.
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::guard))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -4,6 +4,7 @@
 //! Everything is checked before anything starts: a bad value names the file (or variable),
 //! the key and what was expected, and the process exits non-zero.
 
+mod auth;
 mod knowledge;
 mod llm;
 
@@ -18,6 +19,7 @@ use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthConfig, JwtAlgorithm, JwtIssuerConfig, MIN_KEY_CHARS, MIN_SECRET_BYTES};
 pub use knowledge::{EmbedderConfig, KnowledgeConfig, TenantKnowledgeConfig};
 pub use llm::{
     AnthropicProviderConfig, KeyInFile, LlmConfig, OpenAiProviderConfig, ProviderConfig, ResponseCacheConfig,
@@ -47,6 +49,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// The web chat and the operator console.
     pub web: WebConfig,
+    /// Who may call the API: keys from the environment, JWT issuers.
+    pub auth: AuthConfig,
     #[serde(skip)]
     pub secrets: Secrets,
 }
@@ -157,6 +161,14 @@ pub struct Secrets {
     pub llm_keys: BTreeMap<String, SecretString>,
     /// The secret webhooks are signed with (`jobs.webhook_secret_env`).
     pub webhook_secret: Option<SecretString>,
+    /// `auth.admin_key_env`: a key of role admin accepted without being stored.
+    pub admin_key: Option<SecretString>,
+    /// `auth.widget_key_env`: the key the built-in chat page carries.
+    pub widget_key: Option<SecretString>,
+    /// `auth.session_secret_env`: signs conversation tokens.
+    pub session_secret: Option<SecretString>,
+    /// The HS256 secrets of JWT issuers, by the name of the variable that held them.
+    pub jwt_secrets: BTreeMap<String, SecretString>,
 }
 
 impl Default for ServerConfig {
@@ -225,7 +237,7 @@ impl Config {
         // (ports of the demo, the models folder) belong to other parts of the program.
         figment = figment.merge(Env::prefixed("CONCIERGE_").split("__").filter(|key| key.as_str().contains('.')));
         let mut config: Config = figment.extract().map_err(|e| ConfigError::Invalid(describe(e)))?;
-        config.secrets = Secrets::from_env(&config.llm, &config.knowledge, &config.jobs);
+        config.secrets = Secrets::from_env(&config);
         config.validate(file)?;
         Ok(config)
     }
@@ -316,6 +328,28 @@ impl Config {
                 format!("is `{:?}`, which needs a model, but llm.provider is `none`", self.router.llm).to_lowercase(),
             );
         }
+        let auth = &self.auth;
+        for (key, var, value) in [
+            ("auth.admin_key_env", &auth.admin_key_env, &self.secrets.admin_key),
+            ("auth.widget_key_env", &auth.widget_key_env, &self.secrets.widget_key),
+        ] {
+            let chars = value.as_ref().map(|v| v.expose_secret().chars().count());
+            if chars.is_some_and(|n| n < MIN_KEY_CHARS) {
+                return fail(key, format!("names `{var}`, which holds fewer than {MIN_KEY_CHARS} characters"));
+            }
+        }
+        if self.secrets.session_secret.as_ref().is_some_and(|s| s.expose_secret().len() < MIN_SECRET_BYTES) {
+            let var = &auth.session_secret_env;
+            return fail(
+                "auth.session_secret_env",
+                format!("names `{var}`, which holds fewer than {MIN_SECRET_BYTES} bytes"),
+            );
+        }
+        let long_enough =
+            |var: &str| self.secrets.jwt_secrets.get(var).is_some_and(|s| s.expose_secret().len() >= MIN_SECRET_BYTES);
+        if let Err((key, problem)) = auth.validate(long_enough) {
+            return fail(&key, problem);
+        }
         let jobs = &self.jobs;
         if jobs.workers > 64 {
             return fail("jobs.workers", format!("is {}; expected 0 to 64", jobs.workers));
@@ -352,11 +386,27 @@ impl Config {
 impl Secrets {
     /// `DATABASE_URL`, and the variables `llm` and `knowledge` name as holding keys; unset or empty
     /// variables are left out.
-    fn from_env(llm: &LlmConfig, knowledge: &KnowledgeConfig, jobs: &JobsConfig) -> Self {
+    /// The variables `config` names, read now.
+    pub fn from_env(config: &Config) -> Self {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(SecretString::from);
-        let variables = llm.key_variables().into_iter().chain(knowledge.key_variable());
+        let variables = config.llm.key_variables().into_iter().chain(config.knowledge.key_variable());
         let llm_keys = variables.filter_map(|var| Some((var.to_owned(), get(var)?))).collect();
-        Self { database_url: get("DATABASE_URL"), llm_keys, webhook_secret: get(&jobs.webhook_secret_env) }
+        let auth = &config.auth;
+        let jwt_secrets = auth
+            .jwt
+            .iter()
+            .filter_map(|issuer| issuer.secret_env.as_deref())
+            .filter_map(|var| Some((var.to_owned(), get(var)?)))
+            .collect();
+        Self {
+            database_url: get("DATABASE_URL"),
+            llm_keys,
+            webhook_secret: get(&config.jobs.webhook_secret_env),
+            admin_key: get(&auth.admin_key_env),
+            widget_key: get(&auth.widget_key_env),
+            session_secret: get(&auth.session_secret_env),
+            jwt_secrets,
+        }
     }
 
     /// The key held by the variable `var`, if it was set.

@@ -125,8 +125,10 @@ pub struct Transcript {
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     pub approve: bool,
-    /// Who decided, as recorded in the audit log.
-    pub by: String,
+    /// The operator's name. The audit log records it with the credential that decided:
+    /// `name [key:label (prefix)]`, or the credential alone.
+    #[serde(default)]
+    pub by: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -197,12 +199,21 @@ impl ConversationService {
 
     /// Records a customer's rating of one of the assistant's replies; rating it again
     /// replaces the first rating.
-    pub async fn rate(&self, message: MessageId, rating: i16, comment: Option<String>) -> Result<Feedback, ApiError> {
+    /// Records a rating of the assistant's reply `message`, if `may_reach` lets the caller
+    /// reach its conversation.
+    pub async fn rate(
+        &self,
+        message: MessageId,
+        rating: i16,
+        comment: Option<String>,
+        may_reach: impl FnOnce(ConversationId) -> Result<(), ApiError>,
+    ) -> Result<Feedback, ApiError> {
         let rated = self
             .store
             .message(&self.tenant, message)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("message {message}")))?;
+        may_reach(rated.conversation_id)?;
         if rated.role != Role::Assistant {
             return Err(ApiError::InvalidBody("only the assistant's replies can be rated".into()));
         }
@@ -475,10 +486,15 @@ impl ConversationService {
     /// approved call is made (once: the decision is settled by the store, and the call by
     /// its idempotency key) or the refusal explained, and what the customer is told is
     /// added to the conversation.
-    pub async fn decide_approval(&self, id: ApprovalId, decision: Decision) -> Result<Decided, ApiError> {
+    pub async fn decide_approval(
+        &self,
+        id: ApprovalId,
+        decision: Decision,
+        approver: &str,
+    ) -> Result<Decided, ApiError> {
         let approval = self
             .store
-            .decide_approval(&self.tenant, id, decision.approve, &decision.by, decision.reason.as_deref())
+            .decide_approval(&self.tenant, id, decision.approve, approver, decision.reason.as_deref())
             .await
             .map_err(|error| approval_error(id, error))?;
         let reply = self.continue_after(&approval).await?;

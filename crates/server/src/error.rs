@@ -68,6 +68,8 @@ pub enum ApiError {
     StoreUnavailable(String),
     #[error("an internal error occurred; it has been logged")]
     Internal(String),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl ApiError {
@@ -106,6 +108,7 @@ impl ApiError {
             UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             UpstreamFailed(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Auth(error) => error.status_and_code(),
         }
     }
 
@@ -153,6 +156,9 @@ fn embed_error(error: EmbedError) -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Auth(error) = self {
+            return error.into_response();
+        }
         let (status, code) = self.status_and_code();
         // The details of server-side failures go to the log, never to the client.
         match &self {

@@ -6,6 +6,7 @@
 pub mod agent_model;
 pub mod answer;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod conversation;
 pub mod error;
@@ -58,6 +59,8 @@ pub enum StartError {
     LlmRoutingWithoutModel,
     #[error("looking for unanswered messages or queued jobs: {0}")]
     Unanswered(#[from] ApiError),
+    #[error("auth: {0}")]
+    Auth(#[from] auth::AuthSetupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -199,11 +202,14 @@ impl Server {
         });
         let gateway =
             gateway::Gateway::new(gateway, config.llm.prices.clone(), Arc::clone(service.store()), tenant.id.clone());
+        let auth = Arc::new(auth::Authenticator::new(config, Arc::clone(service.store())).await?);
+        let widget_key = config.secrets.widget_key.clone();
         let state = routes::AppState {
             conversations: service,
             jobs: Arc::clone(&jobs),
-            web: Arc::new(web::WebAssets::new(config.web.dir.clone())),
+            web: Arc::new(web::WebAssets::new(config.web.dir.clone(), widget_key)),
             gateway: Arc::new(gateway),
+            auth,
         };
         let app = app::router(state, limits);
         let addr = config.server.bind;

@@ -7,13 +7,14 @@ use axum::extract::{FromRef, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use concierge_core::{Approval, Conversation, Feedback, Ticket};
+use axum::{Extension, Json};
+use concierge_core::{ApiKeyRecord, ApiRole, Approval, Conversation, Feedback, Ticket};
 use concierge_core::{ApprovalId, ConversationId, JobId, MessageId, TicketStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::{Authenticator, Caller};
 #[allow(unused_imports)]
 use crate::conversation::{ConversationService, Decided, Decision, Exchange, Transcript, MAX_REF_CHARS};
 use crate::error::ApiError;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub jobs: Arc<JobService>,
     pub web: Arc<WebAssets>,
     pub gateway: Arc<Gateway>,
+    pub auth: Arc<Authenticator>,
 }
 
 type Service = Arc<ConversationService>;
@@ -53,6 +55,12 @@ impl FromRef<AppState> for Arc<JobService> {
 impl FromRef<AppState> for Arc<Gateway> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.gateway)
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.auth)
     }
 }
 
@@ -84,9 +92,10 @@ pub struct PostMessage {
 const CHANNELS: &[&str] = &["api", "web", "ws", "email", "chat-cli"];
 
 #[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body(content = CreateConversation, description = "optional"),
-    responses((status = 201, body = Conversation), (status = 422, description = "invalid body", body = ErrorBody)))]
+    responses((status = 201, body = OpenedConversation), (status = 422, description = "invalid body", body = ErrorBody)))]
 pub async fn create_conversation(
     State(service): State<Service>,
+    Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<CreateConversation>,
 ) -> Result<impl IntoResponse, ApiError> {
     let channel = body.channel.as_deref().unwrap_or("api");
@@ -94,7 +103,18 @@ pub async fn create_conversation(
         return Err(ApiError::InvalidBody(format!("channel must be one of: {}", CHANNELS.join(", "))));
     }
     let conversation = service.create(body.customer_ref, channel).await?;
-    Ok((StatusCode::CREATED, Json(conversation)))
+    let access_token = caller.token_for(conversation.id);
+    Ok((StatusCode::CREATED, Json(OpenedConversation { conversation, access_token })))
+}
+
+/// A conversation just opened, with the token that lets a widget key reach it again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenedConversation {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    /// Sent back as `X-Conversation-Token` by a widget (the public chat) on every later
+    /// request about this conversation; operators and admins do not need it.
+    pub access_token: String,
 }
 
 /// The exchange as JSON; or, when the client accepts `text/event-stream`, the turn's
@@ -106,10 +126,12 @@ pub async fn create_conversation(
         (status = 404, body = ErrorBody), (status = 422, description = "invalid body", body = ErrorBody)))]
 pub async fn post_message(
     State(service): State<Service>,
+    Extension(caller): Extension<Caller>,
     PathId(id): PathId<ConversationId>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PostMessage>,
 ) -> Result<Response, ApiError> {
+    caller.reach(id)?;
     let wants_stream = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -135,8 +157,10 @@ pub async fn post_message(
         (status = 404, body = ErrorBody)))]
 pub async fn follow_conversation(
     State(service): State<Service>,
+    Extension(caller): Extension<Caller>,
     PathId(id): PathId<ConversationId>,
 ) -> Result<Response, ApiError> {
+    caller.reach(id)?;
     let follower = service.follow(id).await?;
     let stream = futures::stream::unfold(follower, |mut follower| async move {
         use tokio::sync::broadcast::error::RecvError;
@@ -157,8 +181,10 @@ pub async fn follow_conversation(
     responses((status = 200, body = Transcript), (status = 404, body = ErrorBody)))]
 pub async fn get_conversation(
     State(service): State<Service>,
+    Extension(caller): Extension<Caller>,
     PathId(id): PathId<ConversationId>,
 ) -> Result<impl IntoResponse, ApiError> {
+    caller.reach(id)?;
     Ok(Json(service.transcript(id).await?))
 }
 
@@ -172,13 +198,19 @@ pub async fn list_approvals(State(service): State<Service>) -> Result<impl IntoR
     responses((status = 200, body = Decided), (status = 404, body = ErrorBody), (status = 409, description = "already decided or expired", body = ErrorBody), (status = 422, description = "invalid body", body = ErrorBody)))]
 pub async fn decide_approval(
     State(service): State<Service>,
+    Extension(caller): Extension<Caller>,
     PathId(id): PathId<ApprovalId>,
     JsonBody(body): JsonBody<Decision>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if body.by.trim().is_empty() || body.by.chars().count() > MAX_REF_CHARS {
-        return Err(ApiError::InvalidBody(format!("by must name the approver in 1 to {MAX_REF_CHARS} characters")));
-    }
-    Ok(Json(service.decide_approval(id, body).await?))
+    let subject = &caller.principal.subject;
+    let approver = match body.by.as_deref().map(str::trim) {
+        None => subject.clone(),
+        Some(name) if !name.is_empty() && name.chars().count() <= MAX_REF_CHARS => format!("{name} [{subject}]"),
+        Some(_) => {
+            return Err(ApiError::InvalidBody(format!("by must name the approver in 1 to {MAX_REF_CHARS} characters")))
+        }
+    };
+    Ok(Json(service.decide_approval(id, body, &approver).await?))
 }
 
 #[utoipa::path(post, path = "/v1/documents", tag = "knowledge", request_body = NewDocument,
@@ -310,6 +342,7 @@ const MAX_COMMENT_CHARS: usize = 2_000;
     responses((status = 201, body = Rated), (status = 404, body = ErrorBody), (status = 422, description = "invalid body", body = ErrorBody)))]
 pub async fn post_feedback(
     State(service): State<Service>,
+    Extension(caller): Extension<Caller>,
     JsonBody(body): JsonBody<NewFeedback>,
 ) -> Result<impl IntoResponse, ApiError> {
     if body.rating != 1 && body.rating != -1 {
@@ -320,7 +353,7 @@ pub async fn post_feedback(
         concierge_core::MessageText::parse(comment, MAX_COMMENT_CHARS)
             .map_err(|e| ApiError::InvalidBody(format!("comment: {e}")))?;
     }
-    let feedback = service.rate(body.message_id, body.rating, comment).await?;
+    let feedback = service.rate(body.message_id, body.rating, comment, |id| caller.reach(id)).await?;
     Ok((StatusCode::CREATED, Json(Rated { feedback })))
 }
 
@@ -360,6 +393,83 @@ pub async fn get_job(
     PathId(id): PathId<JobId>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(jobs.get(id).await?))
+}
+
+/// Body of `POST /v1/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub role: ApiRole,
+    /// What the key is for, e.g. `zendesk bridge`; recorded with every approval it decides.
+    pub label: String,
+}
+
+/// A stored key as listed: never its secret or hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub prefix: String,
+    pub role: ApiRole,
+    pub label: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<ApiKeyRecord> for KeyView {
+    fn from(record: ApiKeyRecord) -> Self {
+        Self {
+            prefix: record.prefix,
+            role: record.role,
+            label: record.label,
+            created_at: record.created_at,
+            revoked_at: record.revoked_at,
+        }
+    }
+}
+
+/// A key just made. `key` is shown this once; only its hash is kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKey {
+    pub key: String,
+    #[serde(flatten)]
+    pub record: KeyView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Keys {
+    pub keys: Vec<KeyView>,
+}
+
+const MAX_LABEL_CHARS: usize = 100;
+
+#[utoipa::path(post, path = "/v1/keys", tag = "auth", request_body = NewKey,
+    responses((status = 201, description = "the key, shown once", body = CreatedKey), (status = 422, description = "invalid body", body = ErrorBody)))]
+pub async fn create_key(
+    State(auth): State<Arc<Authenticator>>,
+    JsonBody(body): JsonBody<NewKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    let label = body.label.trim();
+    if label.is_empty() || label.chars().count() > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+        return Err(ApiError::InvalidBody(format!("label must be 1 to {MAX_LABEL_CHARS} printable characters")));
+    }
+    let (key, record) = auth.create_key(body.role, label).await?;
+    tracing::info!(prefix = %record.prefix, role = %record.role, "API key created");
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, record: record.into() })))
+}
+
+#[utoipa::path(get, path = "/v1/keys", tag = "auth", responses((status = 200, body = Keys)))]
+pub async fn list_keys(State(auth): State<Arc<Authenticator>>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(Keys { keys: auth.keys().await?.into_iter().map(KeyView::from).collect() }))
+}
+
+#[utoipa::path(delete, path = "/v1/keys/{prefix}", tag = "auth", params(("prefix" = String, Path, description = "the key's public prefix")),
+    responses((status = 200, description = "revoked (revoking again keeps the first time)", body = KeyView), (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    State(auth): State<Arc<Authenticator>>,
+    axum::extract::Path(prefix): axum::extract::Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let record = auth.revoke(&prefix).await?;
+    tracing::info!(prefix = %record.prefix, "API key revoked");
+    Ok(Json(KeyView::from(record)))
 }
 
 /// Every error: a stable code and a message.

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -21,7 +22,12 @@ struct Builtin;
 #[derive(Debug, Clone, Default)]
 pub struct WebAssets {
     dir: Option<PathBuf>,
+    /// The widget key the chat page carries, so that it can open conversations.
+    widget_key: Option<SecretString>,
 }
+
+/// The tag of `chat.html` the widget key is written into.
+const WIDGET_KEY_TAG: &str = r#"<meta name="concierge-widget-key" content="">"#;
 
 /// The pages are our own scripts and styles only: nothing inline runs, nothing is loaded
 /// from elsewhere, and no other site may frame them.
@@ -29,8 +35,21 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 impl WebAssets {
-    pub fn new(dir: Option<PathBuf>) -> Self {
-        Self { dir }
+    pub fn new(dir: Option<PathBuf>, widget_key: Option<SecretString>) -> Self {
+        Self { dir, widget_key }
+    }
+
+    /// The page `name` as served: the chat page with the widget key written in.
+    fn page(&self, name: &str) -> Option<Vec<u8>> {
+        let bytes = self.read(name)?;
+        let Some(key) = self.widget_key.as_ref().filter(|_| name == "chat.html") else {
+            return Some(bytes);
+        };
+        let Ok(text) = String::from_utf8(bytes.clone()) else {
+            return Some(bytes);
+        };
+        let tag = format!(r#"<meta name="concierge-widget-key" content="{}">"#, escape(key.expose_secret()));
+        Some(text.replacen(WIDGET_KEY_TAG, &tag, 1).into_bytes())
     }
 
     /// The bytes of `name` (a bare file name), from `web.dir` first when set.
@@ -47,7 +66,7 @@ impl WebAssets {
     }
 
     fn respond(&self, name: &str, request: &HeaderMap) -> Response {
-        let Some(bytes) = self.read(name) else {
+        let Some(bytes) = self.page(name) else {
             return ApiError::not_found(format!("page {}", name.chars().take(100).collect::<String>())).into_response();
         };
         let etag = format!("\"{:x}\"", Sha256::digest(&bytes));
@@ -73,6 +92,22 @@ impl WebAssets {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
         response
     }
+}
+
+/// `text` safe inside a double-quoted HTML attribute.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A file name of letters, digits, `.`, `-` and `_`, not starting with a dot: never a path.
@@ -125,9 +160,20 @@ mod tests {
     fn a_company_copy_overrides_file_by_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("chat.html"), "<p>Our own chat</p>").unwrap();
-        let web = WebAssets::new(Some(dir.path().to_owned()));
+        let web = WebAssets::new(Some(dir.path().to_owned()), None);
         assert_eq!(web.read("chat.html").unwrap(), b"<p>Our own chat</p>");
         assert!(web.read("console.html").is_some(), "a file the copy lacks is the built-in one");
+    }
+
+    #[test]
+    fn the_chat_page_carries_the_widget_key_escaped() {
+        let web = WebAssets::new(None, Some(SecretString::from("k\"<b>&1".to_owned())));
+        let page = String::from_utf8(web.page("chat.html").unwrap()).unwrap();
+        assert!(page.contains(r#"<meta name="concierge-widget-key" content="k&quot;&lt;b&gt;&amp;1">"#), "{page}");
+        let console = String::from_utf8(web.page("console.html").unwrap()).unwrap();
+        assert!(!console.contains("k&quot;"));
+        let without = String::from_utf8(WebAssets::default().page("chat.html").unwrap()).unwrap();
+        assert!(without.contains(WIDGET_KEY_TAG), "the built-in chat page has the tag to fill");
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! `GET /v1/ws`: a WebSocket carrying the same turn events as the SSE stream, for clients
 //! that keep one connection open across turns (the web chat, contact-centre software).
 //!
+//! The handshake is authenticated like any request: a key or token in `Authorization`, or,
+//! from a browser, in the subprotocol `bearer.<key>` offered next to `concierge.v1` (which
+//! the server selects). A widget key reaches the conversations it opened on this socket,
+//! and others only with their `access_token` in the frame.
+//!
 //! Frames are JSON text. The client sends
 //! `{"type":"message","conversation_id":"…","content":"…","ref":"…"}` (`ref`, optional,
 //! is echoed on every event of that turn), `{"type":"create_conversation"}` and
@@ -14,7 +19,8 @@
 //! frame over the size limit (close code 1009), a client that reads nothing for
 //! [`SLOW_CLIENT`] (its events would pile up), and silence for [`IDLE`].
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -27,6 +33,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::auth::{self, AuthError, Caller};
 use crate::conversation::{ConversationService, MAX_REF_CHARS};
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
@@ -52,6 +59,9 @@ enum Incoming {
         content: String,
         #[serde(default, rename = "ref")]
         reference: Option<String>,
+        /// The conversation's token, for one this socket did not open (a widget needs it).
+        #[serde(default)]
+        access_token: Option<String>,
     },
     CreateConversation {
         #[serde(default)]
@@ -72,12 +82,29 @@ const TYPES: &str = "message, create_conversation, ping";
 pub async fn upgrade(
     State(service): State<Arc<ConversationService>>,
     Extension(BodyLimit(limit)): Extension<BodyLimit>,
+    Extension(caller): Extension<Caller>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| session(service, socket, limit))
+    let peer = Peer { caller, opened: Mutex::new(HashSet::new()) };
+    ws.protocols([auth::WS_PROTOCOL])
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| session(service, Arc::new(peer), socket, limit))
 }
 
-async fn session(service: Arc<ConversationService>, socket: WebSocket, limit: usize) {
+/// Who is on the other end, and the conversations opened on this socket.
+struct Peer {
+    caller: Caller,
+    opened: Mutex<HashSet<ConversationId>>,
+}
+
+impl Peer {
+    fn may_reach(&self, id: ConversationId, token: Option<&str>) -> bool {
+        self.opened.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) || self.caller.may_reach(id, token)
+    }
+}
+
+async fn session(service: Arc<ConversationService>, peer: Arc<Peer>, socket: WebSocket, limit: usize) {
     let (mut sink, mut frames) = socket.split();
     let (outbox, mut to_send) = mpsc::channel::<Message>(OUTBOX);
     let writer = tokio::spawn(async move {
@@ -130,7 +157,7 @@ async fn session(service: Arc<ConversationService>, socket: WebSocket, limit: us
             }
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
         };
-        handle(&service, &outbox, &turns, text.as_str()).await;
+        handle(&service, &peer, &outbox, &turns, text.as_str()).await;
     }
     drop(outbox);
     let _ = writer.await;
@@ -138,6 +165,7 @@ async fn session(service: Arc<ConversationService>, socket: WebSocket, limit: us
 
 async fn handle(
     service: &Arc<ConversationService>,
+    peer: &Peer,
     outbox: &mpsc::Sender<Message>,
     turns: &Arc<Semaphore>,
     text: &str,
@@ -150,14 +178,20 @@ async fn handle(
         Incoming::Ping { reference } => send(outbox, json!({ "type": "pong", "ref": reference })).await,
         Incoming::CreateConversation { customer_ref, reference } => match service.create(customer_ref, "ws").await {
             Ok(conversation) => {
-                send(outbox, json!({ "type": "conversation", "ref": reference, "conversation": conversation })).await
+                peer.opened.lock().unwrap_or_else(|p| p.into_inner()).insert(conversation.id);
+                let token = peer.caller.token_for(conversation.id);
+                let event = json!({ "type": "conversation", "ref": reference, "conversation": conversation, "access_token": token });
+                send(outbox, event).await
             }
             Err(error) => send(outbox, api_error(reference, &error)).await,
         },
-        Incoming::Message { conversation_id, content, reference } => {
+        Incoming::Message { conversation_id, content, reference, access_token } => {
             if reference.as_ref().is_some_and(|r| r.chars().count() > MAX_REF_CHARS) {
                 let message = format!("ref must be at most {MAX_REF_CHARS} characters");
                 return send(outbox, error_event(None, "invalid_body", &message)).await;
+            }
+            if !peer.may_reach(conversation_id, access_token.as_deref()) {
+                return send(outbox, api_error(reference, &ApiError::Auth(AuthError::ConversationForbidden))).await;
             }
             let Ok(permit) = Arc::clone(turns).try_acquire_owned() else {
                 let message = format!("at most {TURNS_PER_CONNECTION} turns may run at once on one connection");

@@ -304,7 +304,7 @@ async fn a_refund_above_the_automatic_limit_waits_for_an_operator_and_is_made_on
     assert_eq!(body["approval"]["status"], "approved");
     let text = body["reply"]["content"].as_str().expect("the customer is told");
     assert!(text.contains("refund of 150") && text.contains("A-10007"), "{text}");
-    assert_eq!(body["reply"]["metadata"]["tool"]["approved_by"], "ops@acme");
+    assert_eq!(body["reply"]["metadata"]["tool"]["approved_by"], "ops@acme [env:admin]");
     assert_eq!(backend_order(&backend, "A-10007").await["refund"]["amount_cents"], 15000);
 
     let (status, body) = decide(json!({ "approve": true, "by": "someone@acme" })).await;
@@ -320,7 +320,7 @@ async fn a_refund_above_the_automatic_limit_waits_for_an_operator_and_is_made_on
     let audit = store.tool_calls(&"default".parse().unwrap(), id.parse().unwrap()).await.unwrap();
     let refunds: Vec<_> = audit.iter().filter(|c| c.tool == "create_refund").collect();
     assert_eq!(refunds.len(), 1);
-    assert_eq!(refunds[0].approved_by.as_deref(), Some("ops@acme"));
+    assert_eq!(refunds[0].approved_by.as_deref(), Some("ops@acme [env:admin]"));
 }
 
 #[tokio::test]
@@ -410,8 +410,9 @@ async fn bad_approval_decisions_are_refused_with_codes() {
     let unknown = format!("/v1/approvals/{}", concierge_core::ApprovalId::new());
     let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":true,"by":"ops"}"#).await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    // Without `by` the credential alone names the approver: the approval is looked for.
     let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":true}"#).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"), "{body}");
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"), "{body}");
     let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":true,"by":"  "}"#).await;
     assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
     let (status, body) = server.post_raw(&unknown, Some("application/json"), r#"{"approve":"yes","by":"ops"}"#).await;

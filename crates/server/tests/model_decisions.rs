@@ -231,7 +231,7 @@ async fn a_full_refund_takes_the_amount_from_the_order_and_still_waits_for_an_op
     let body: Value = response.json().await.expect("json");
     let reply = &body["reply"];
     assert!(reply["content"].as_str().unwrap().contains("299.98"), "{body}");
-    assert_eq!(reply["metadata"]["tool"]["approved_by"], "ops@acme", "{body}");
+    assert_eq!(reply["metadata"]["tool"]["approved_by"], "ops@acme [env:admin]", "{body}");
 
     let order: Value = reqwest::get(format!("{backend}/orders/A-10007")).await.unwrap().json().await.unwrap();
     assert_eq!(order["refund"]["amount_cents"], 29998, "refunded once, in full: {order}");

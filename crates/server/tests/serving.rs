@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{acme_backend, demo_agent, demo_agent_with, TestServer};
+use support::{acme_backend, demo_agent, demo_agent_with, TestServer, ADMIN_KEY};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 async fn post_json(server: &TestServer, path: &str, body: Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
@@ -328,8 +328,19 @@ async fn chat_completions_refuse_what_they_cannot_honour() {
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(server: &TestServer) -> Socket {
+    connect_with(server, ADMIN_KEY).await.expect("the WebSocket opens")
+}
+
+/// A WebSocket opened the way a browser does: the key in a `bearer.` subprotocol.
+async fn connect_with(server: &TestServer, key: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = server.url("/v1/ws").replacen("http", "ws", 1);
-    tokio_tungstenite::connect_async(url).await.expect("the WebSocket opens").0
+    let mut request = url.into_client_request().expect("a WebSocket request");
+    let protocols = format!("concierge.v1, bearer.{key}");
+    request.headers_mut().insert("sec-websocket-protocol", protocols.parse().expect("header"));
+    let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+    assert_eq!(response.headers()["sec-websocket-protocol"], "concierge.v1");
+    Ok(socket)
 }
 
 /// The next JSON event, skipping pings.
@@ -516,6 +527,7 @@ async fn the_openai_python_client_and_langchain_talk_to_the_agent() {
     let server = demo_agent(&backend).await;
     let run = tokio::process::Command::new(python)
         .arg(root.join("tests/clients/openai_clients.py"))
+        .env("CONCIERGE_API_KEY", ADMIN_KEY)
         .arg(&server.base)
         .arg("acme-support")
         .output()
@@ -588,6 +600,8 @@ async fn the_openapi_spec_describes_every_route_and_its_docs_page_is_local() {
         ("/v1/jobs/{id}", &["get"]),
         ("/v1/chat/completions", &["post"]),
         ("/v1/models", &["get"]),
+        ("/v1/keys", &["get", "post"]),
+        ("/v1/keys/{prefix}", &["delete"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
     ];
@@ -598,6 +612,10 @@ async fn the_openapi_spec_describes_every_route_and_its_docs_page_is_local() {
         }
     }
     assert_eq!(paths.len(), routes.len(), "every described path is a route: {:?}", paths.keys().collect::<Vec<_>>());
+    // Every operation but health names the credential it needs.
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{}", spec["components"]);
+    assert!(paths["/v1/stats"]["get"]["security"].as_array().is_some_and(|s| !s.is_empty()));
+    assert!(paths["/healthz"]["get"].get("security").is_none_or(Value::is_null));
     let schemas = spec["components"]["schemas"].as_object().unwrap();
     for schema in ["Conversation", "Message", "Approval", "JobView", "ErrorBody", "StatsReport", "ChatRequest"] {
         assert!(schemas.contains_key(schema), "{schema}");

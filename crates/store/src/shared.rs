@@ -132,6 +132,16 @@ macro_rules! impl_store {
                 $crate::rows::decode_one(row)
             }
 
+            async fn api_keys(&self, tenant: &concierge_core::TenantId) -> $crate::Result<Vec<concierge_core::ApiKeyRecord>> {
+                let rows = sqlx::query_as::<_, $crate::rows::ApiKeyRow>(
+                    "SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, prefix",
+                )
+                .bind(tenant.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                $crate::rows::decode_all(rows)
+            }
+
             async fn revoke_api_key(&self, prefix: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<()> {
                 let done = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE prefix = $1")
                     .bind(prefix)

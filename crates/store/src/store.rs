@@ -65,6 +65,9 @@ pub trait Store: Send + Sync + 'static {
     /// Not tenant-scoped: this is how a request's tenant is found.
     async fn api_key(&self, prefix: &str) -> Result<Option<ApiKeyRecord>>;
 
+    /// The tenant's keys, revoked ones too, oldest first.
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>>;
+
     /// Marks the key revoked at `at`. Revoking twice keeps the first time; an unknown prefix
     /// is `NotFound`.
     async fn revoke_api_key(&self, prefix: &str, at: DateTime<Utc>) -> Result<()>;

@@ -65,6 +65,13 @@ async fn a_duplicate_api_key_prefix_is_a_conflict(store: Arc<dyn Store>) {
     store.insert_api_key(&api_key(&acme, "ck_live_abc")).await.unwrap();
     assert_conflict(store.insert_api_key(&api_key(&globex, "ck_live_abc")).await);
     assert_eq!(store.api_key("ck_live_abc").await.unwrap().unwrap().tenant_id, acme);
+
+    // Each tenant lists its own keys only.
+    store.insert_api_key(&api_key(&globex, "ck_live_def")).await.unwrap();
+    let listed = |keys: Vec<concierge_core::ApiKeyRecord>| keys.into_iter().map(|k| k.prefix).collect::<Vec<_>>();
+    assert_eq!(listed(store.api_keys(&acme).await.unwrap()), ["ck_live_abc"]);
+    assert_eq!(listed(store.api_keys(&globex).await.unwrap()), ["ck_live_def"]);
+    assert!(store.api_keys(&tenant_id("nobody")).await.unwrap().is_empty());
 }
 
 // ---- conversations and messages ---------------------------------------------------------

@@ -1,4 +1,17 @@
-//! What the benchmark binaries share: reading their arguments and percentiles.
+//! What the benchmark binaries share: reading their arguments and percentiles, and the key
+//! the measured server is called with.
+
+/// The admin key a benchmark's server accepts (from its config, as an environment key
+/// would be); the `run` scripts send the same one. Peers ignore it.
+pub const BENCH_KEY: &str = "bench-admin-key-0123456789abcdef";
+
+/// Default headers carrying [`BENCH_KEY`].
+pub fn auth_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {BENCH_KEY}").parse().expect("a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    headers
+}
 
 /// The value after `name` on the command line.
 pub fn arg(args: &[String], name: &str) -> Option<String> {

@@ -15,6 +15,18 @@ use concierge_server::{Config, Server};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
+/// The admin key every test server accepts (from the environment, as in production).
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+/// The widget key every test server accepts.
+pub const WIDGET_KEY: &str = "test-widget-key-0123456789abcdef";
+
+/// A client that sends `key` as a bearer token on every request.
+pub fn client_with(key: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("header"));
+    Client::builder().default_headers(headers).build().expect("client")
+}
+
 pub struct TestServer {
     pub base: String,
     pub client: Client,
@@ -39,7 +51,7 @@ impl TestServer {
         let server = Server::build(&config).await.expect("server starts");
         let addr = server.local_addr().expect("bound");
         tokio::spawn(server.serve(std::future::pending()));
-        Self { base: format!("http://{addr}"), client: Client::new(), store_url, _dir: dir }
+        Self { base: format!("http://{addr}"), client: client_with(ADMIN_KEY), store_url, _dir: dir }
     }
 
     /// A second server on this one's files (store, vectors), as after a restart.
@@ -55,7 +67,8 @@ impl TestServer {
         let server = Server::build(&config).await.expect("server starts again");
         let addr = server.local_addr().expect("bound");
         tokio::spawn(server.serve(std::future::pending()));
-        Self { base: format!("http://{addr}"), client: Client::new(), store_url: config.store.url.clone(), _dir: dir }
+        let store_url = config.store.url.clone();
+        Self { base: format!("http://{addr}"), client: client_with(ADMIN_KEY), store_url, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -165,6 +178,8 @@ fn config_in(dir: &Path) -> Config {
     config.llm.provider = "none".into();
     config.server.bind = "127.0.0.1:0".parse().expect("addr");
     config.store.url = format!("sqlite://{}", dir.join("api.db").display());
+    config.secrets.admin_key = Some(ADMIN_KEY.to_owned().into());
+    config.secrets.widget_key = Some(WIDGET_KEY.to_owned().into());
     config
 }
 
