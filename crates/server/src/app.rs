@@ -32,6 +32,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the whole HTTP application.
 pub fn router(state: AppState, limits: Limits) -> Router {
+    let gate = Arc::new(auth::Gatekeeper { auth: Arc::clone(&state.auth), limits: Arc::clone(&state.rate_limits) });
     // Documents may be larger than any other body.
     let documents = Router::new()
         .route("/v1/documents", post(routes::put_document).get(routes::list_documents))
@@ -64,7 +65,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/v1/keys/{prefix}", axum::routing::delete(routes::revoke_key))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", crate::openapi::spec()))
         // Every route above, and only those: an unknown path is a 404 for anyone.
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state.auth), auth::guard))
+        .route_layer(middleware::from_fn_with_state(gate, auth::guard))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -6,6 +6,7 @@
 
 mod auth;
 mod knowledge;
+mod limits;
 mod llm;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthConfig, JwtAlgorithm, JwtIssuerConfig, MIN_KEY_CHARS, MIN_SECRET_BYTES};
 pub use knowledge::{EmbedderConfig, KnowledgeConfig, TenantKnowledgeConfig};
+pub use limits::{Quota, RateLimitConfig, TierLimits};
 pub use llm::{
     AnthropicProviderConfig, KeyInFile, LlmConfig, OpenAiProviderConfig, ProviderConfig, ResponseCacheConfig,
     RoutingConfig, LOCAL, NO_MODEL,
@@ -51,6 +53,9 @@ pub struct Config {
     pub web: WebConfig,
     /// Who may call the API: keys from the environment, JWT issuers.
     pub auth: AuthConfig,
+    /// Token buckets per key, end user and address, by tier; shared through Redis when
+    /// `REDIS_URL` is set.
+    pub rate_limits: RateLimitConfig,
     #[serde(skip)]
     pub secrets: Secrets,
 }
@@ -169,6 +174,8 @@ pub struct Secrets {
     pub session_secret: Option<SecretString>,
     /// The HS256 secrets of JWT issuers, by the name of the variable that held them.
     pub jwt_secrets: BTreeMap<String, SecretString>,
+    /// `REDIS_URL`: where rate limits are shared between processes (it may hold a password).
+    pub redis_url: Option<SecretString>,
 }
 
 impl Default for ServerConfig {
@@ -350,6 +357,9 @@ impl Config {
         if let Err((key, problem)) = auth.validate(long_enough) {
             return fail(&key, problem);
         }
+        if let Err((key, problem)) = self.rate_limits.validate(&self.tenant.tier) {
+            return fail(&key, problem);
+        }
         let jobs = &self.jobs;
         if jobs.workers > 64 {
             return fail("jobs.workers", format!("is {}; expected 0 to 64", jobs.workers));
@@ -406,6 +416,7 @@ impl Secrets {
             widget_key: get(&auth.widget_key_env),
             session_secret: get(&auth.session_secret_env),
             jwt_secrets,
+            redis_url: get("REDIS_URL"),
         }
     }
 

@@ -70,6 +70,8 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthError),
+    #[error("too many requests for this {scope}; retry in {retry_after_secs} s")]
+    RateLimited { scope: &'static str, retry_after_secs: u64 },
 }
 
 impl ApiError {
@@ -109,6 +111,7 @@ impl ApiError {
             UpstreamFailed(_) => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Auth(error) => error.status_and_code(),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 
@@ -176,9 +179,9 @@ impl IntoResponse for ApiError {
             (status, Json(json!({ "error": { "code": code, "message": self.to_string() } }))).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             let secs = match &self {
-                ApiError::QueueFull { retry_after_secs } | ApiError::UpstreamRateLimited { retry_after_secs } => {
-                    *retry_after_secs
-                }
+                ApiError::QueueFull { retry_after_secs }
+                | ApiError::UpstreamRateLimited { retry_after_secs }
+                | ApiError::RateLimited { retry_after_secs, .. } => *retry_after_secs,
                 _ => 1,
             };
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));

@@ -20,6 +20,7 @@ pub mod listen;
 pub mod llm;
 pub mod openai;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 pub mod search;
 pub mod stats;
@@ -61,6 +62,8 @@ pub enum StartError {
     Unanswered(#[from] ApiError),
     #[error("auth: {0}")]
     Auth(#[from] auth::AuthSetupError),
+    #[error("rate limits: {0}")]
+    RateLimits(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -210,6 +213,15 @@ impl Server {
             web: Arc::new(web::WebAssets::new(config.web.dir.clone(), widget_key)),
             gateway: Arc::new(gateway),
             auth,
+            rate_limits: Arc::new(
+                ratelimit::RateLimits::new(
+                    &config.rate_limits,
+                    &tenant.tier,
+                    tenant.id.as_str(),
+                    config.secrets.redis_url.as_ref(),
+                )
+                .map_err(StartError::RateLimits)?,
+            ),
         };
         let app = app::router(state, limits);
         let addr = config.server.bind;

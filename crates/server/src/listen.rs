@@ -61,9 +61,9 @@ pub async fn serve(
             tracing::warn!(max_connections = limits.max_connections, "connection limit reached; new ones wait");
         }
         at_capacity = places.available_permits() == 0;
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors or memory: wait for some to be freed rather than spin.
                     tracing::warn!(%error, "could not accept a connection");
@@ -84,6 +84,11 @@ pub async fn serve(
             if !matches!(tokio::time::timeout(header_timeout, stream.peek(&mut first)).await, Ok(Ok(1..))) {
                 return;
             }
+            // The peer's address goes with each request, for the per-address rate limit.
+            let app = tower::ServiceExt::map_request(app, move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            });
             let service = TowerToHyperService::new(app);
             let io = TokioIo::new(Placed { stream, _place: place });
             let connection = builder.serve_connection_with_upgrades(io, service);

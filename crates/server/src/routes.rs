@@ -23,6 +23,7 @@ use crate::gateway::Gateway;
 #[allow(unused_imports)]
 use crate::jobs::{JobService, JobView, NewJob};
 use crate::knowledge::{DocumentSummary, IngestOutcome, NewDocument};
+use crate::ratelimit::RateLimits;
 use crate::search::{self, SearchParams};
 #[allow(unused_imports)]
 use crate::stats::StatsReport;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub web: Arc<WebAssets>,
     pub gateway: Arc<Gateway>,
     pub auth: Arc<Authenticator>,
+    pub rate_limits: Arc<RateLimits>,
 }
 
 type Service = Arc<ConversationService>;
@@ -61,6 +63,12 @@ impl FromRef<AppState> for Arc<Gateway> {
 impl FromRef<AppState> for Arc<Authenticator> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.auth)
+    }
+}
+
+impl FromRef<AppState> for Arc<RateLimits> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.rate_limits)
     }
 }
 
@@ -370,8 +378,10 @@ pub async fn list_feedback(
 }
 
 #[utoipa::path(get, path = "/v1/stats", tag = "console", responses((status = 200, body = StatsReport)))]
-pub async fn stats(State(service): State<Service>) -> impl IntoResponse {
-    Json(service.stats())
+pub async fn stats(State(service): State<Service>, State(limits): State<Arc<RateLimits>>) -> impl IntoResponse {
+    let mut report = service.stats();
+    report.rate_limits = Some(limits.status());
+    Json(report)
 }
 
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = NewJob,

@@ -70,6 +70,9 @@ pub struct StatsReport {
     pub cost_micros: i64,
     /// One entry per minute of the window, oldest first, empty minutes included.
     pub series: Vec<MinutePoint>,
+    /// Where the rate limits are kept and how many requests they refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<crate::ratelimit::LimitStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -179,6 +182,7 @@ impl Stats {
             thumbs_down_rate: share(down, ratings),
             cost_micros: cost,
             series,
+            rate_limits: None,
         }
     }
 }

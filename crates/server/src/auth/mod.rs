@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, MIN_SECRET_BYTES};
 use crate::error::ApiError;
+use crate::ratelimit::{RateLimits, Scope};
 use policy::Access;
 
 /// A verified stored key is trusted by its digest for this long before its record is read
@@ -397,9 +398,43 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
         .find_map(|p| p.trim().strip_prefix(WS_BEARER).map(str::to_owned))
 }
 
-/// The middleware of every route: the route's access from the table, the credential
-/// checked against it, and the [`Caller`] put where the handler finds it.
-pub async fn guard(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
+/// What every request passes: the credentials and the rate limits.
+pub struct Gatekeeper {
+    pub auth: Arc<Authenticator>,
+    pub limits: Arc<RateLimits>,
+}
+
+/// The client's address: the connection's peer, or the first `X-Forwarded-For` entry when
+/// a proxy in front is trusted to set it.
+fn client_address(request: &Request, trust_forwarded_for: bool) -> Option<String> {
+    if trust_forwarded_for {
+        let forwarded = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        if let Some(first) = forwarded.and_then(|v| v.split(',').next()).map(str::trim).filter(|v| !v.is_empty()) {
+            return Some(first.chars().take(64).collect());
+        }
+    }
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
+    Some(peer.0.ip().to_string())
+}
+
+/// The end user a request is for: the conversation a widget talks in, or the
+/// `X-End-User` an operator's integration names on behalf of its customer.
+fn end_user(request: &Request, principal: &Principal) -> Option<String> {
+    if policy::allows(principal.role, ApiRole::Operator) {
+        let named = request.headers().get("x-end-user").and_then(|v| v.to_str().ok()).map(str::trim);
+        return named.filter(|v| !v.is_empty()).map(|v| format!("named:{}", v.chars().take(200).collect::<String>()));
+    }
+    let path = request.uri().path();
+    let id = path.strip_prefix("/v1/conversations/")?.split('/').next()?;
+    id.parse::<ConversationId>().ok().map(|id| format!("conversation:{id}"))
+}
+
+/// The middleware of every route: the route's access from the table, the address's rate
+/// limit (before any credential is checked, so guessing keys is limited too), the
+/// credential checked against the access, the key's and the end user's limits, and the
+/// [`Caller`] put where the handler finds it.
+pub async fn guard(State(gate): State<Arc<Gatekeeper>>, mut request: Request, next: Next) -> Response {
+    let (auth, limits) = (&gate.auth, &gate.limits);
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let access = route.as_deref().and_then(|route| policy::access(request.method().as_str(), route));
     let Some(access) = access else {
@@ -412,6 +447,11 @@ pub async fn guard(State(auth): State<Arc<Authenticator>>, mut request: Request,
         Access::Role(role) => role,
         Access::Conversation => ApiRole::Widget,
     };
+    if let Some(address) = client_address(&request, limits.trust_forwarded_for()) {
+        if let Err(limited) = limits.check(Scope::Ip, &address).await {
+            return limited.into_response();
+        }
+    }
     let Some(credential) = credential(request.headers()) else {
         return AuthError::Unauthenticated.into_response();
     };
@@ -422,6 +462,14 @@ pub async fn guard(State(auth): State<Arc<Authenticator>>, mut request: Request,
     if !policy::allows(principal.role, needed) {
         let refused = format!("this route needs the {needed} role; the credential has {}", principal.role);
         return AuthError::Forbidden(refused).into_response();
+    }
+    if let Err(limited) = limits.check(Scope::Key, &principal.subject).await {
+        return limited.into_response();
+    }
+    if let Some(user) = end_user(&request, &principal) {
+        if let Err(limited) = limits.check(Scope::User, &user).await {
+            return limited.into_response();
+        }
     }
     let token = request.headers().get(CONVERSATION_TOKEN).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let caller = auth.caller(principal, token);
