@@ -230,7 +230,7 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     let mut demo = RunningProcess::spawn("demo", command, dir.path());
     let base = format!("http://127.0.0.1:{port}");
     let anonymous = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client");
-    let client = keyed_client(DEMO_WIDGET_KEY);
+    let client = keyed_client(DEMO_WIDGET_KEY, None);
 
     wait_until_healthy(&anonymous, &base, &mut demo).await;
     // Nothing but health and the pages without a key; the chat page carries the widget key.
@@ -256,7 +256,7 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     let (status, refused) = json_answer(client.get(&transcript_url).send().await.expect("transcript")).await;
     assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(refused["error"]["code"], "conversation_forbidden");
-    let client = keyed_client_with(DEMO_WIDGET_KEY, &token);
+    let client = keyed_client(DEMO_WIDGET_KEY, Some(&token));
 
     let question = json!({ "content": "How do I descale my kettle?" });
     let messages = format!("{base}/v1/conversations/{id}/messages");
@@ -331,17 +331,13 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
 const DEMO_ADMIN_KEY: &str = "demo-test-admin-key-0123456789abcdef";
 const DEMO_WIDGET_KEY: &str = "demo-test-widget-key-0123456789abcdef";
 
-fn keyed_client(key: &str) -> reqwest::Client {
+/// A client sending `key`, and with `token` the conversation token a widget needs.
+fn keyed_client(key: &str, token: Option<&str>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("a header"));
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().expect("a client")
-}
-
-/// A widget's client for one conversation: its key and the conversation's token.
-fn keyed_client_with(key: &str, token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().expect("a header"));
-    headers.insert("x-conversation-token", token.parse().expect("a header"));
+    if let Some(token) = token {
+        headers.insert("x-conversation-token", token.parse().expect("a header"));
+    }
     reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().expect("a client")
 }
 

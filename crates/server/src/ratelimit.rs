@@ -286,13 +286,6 @@ impl RateLimits {
     }
 }
 
-impl Quota {
-    /// A bucket nothing empties (a tier the table lacks, with limits off).
-    pub fn unlimited() -> Self {
-        Quota { per_minute: 6_000_000, burst: 1_000_000 }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

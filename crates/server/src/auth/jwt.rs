@@ -109,7 +109,7 @@ impl Issuer {
                 match known {
                     Some(key) if !stale => key,
                     _ => {
-                        self.refetch(http, url, set, stale).await;
+                        self.refetch(http, url, set).await;
                         let held = set.lock().unwrap_or_else(|p| p.into_inner());
                         from_set(&held.0, header.kid.as_deref())?
                     }
@@ -148,20 +148,20 @@ impl Issuer {
         Ok(Principal { tenant: tenant.clone(), role, subject: format!("jwt:{}:{subject}", self.config.issuer) })
     }
 
-    async fn refetch(&self, http: &reqwest::Client, url: &str, set: &Mutex<(JwkSet, Option<Instant>)>, stale: bool) {
+    /// Fetches the set again unless it was fetched (or tried) in the last
+    /// [`REFETCH_AT_MOST`]. The attempt is claimed before the fetch, so requests arriving
+    /// meanwhile use the set held, and a down issuer is not asked by every request.
+    async fn refetch(&self, http: &reqwest::Client, url: &str, set: &Mutex<(JwkSet, Option<Instant>)>) {
         {
-            let held = set.lock().unwrap_or_else(|p| p.into_inner());
-            if !stale && held.1.is_some_and(|at| at.elapsed() < REFETCH_AT_MOST) {
+            let mut held = set.lock().unwrap_or_else(|p| p.into_inner());
+            if held.1.is_some_and(|at| at.elapsed() < REFETCH_AT_MOST) {
                 return;
             }
+            held.1 = Some(Instant::now());
         }
         match fetch(http, url).await {
             Ok(fresh) => *set.lock().unwrap_or_else(|p| p.into_inner()) = (fresh, Some(Instant::now())),
-            Err(problem) => {
-                tracing::warn!(issuer = %self.config.issuer, %problem, "could not fetch the issuer's JWKS");
-                // Not asked again at once: a down issuer is not hammered by every request.
-                set.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(Instant::now());
-            }
+            Err(problem) => tracing::warn!(issuer = %self.config.issuer, %problem, "could not fetch the issuer's JWKS"),
         }
     }
 }

@@ -27,7 +27,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, MIN_SECRET_BYTES};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::ratelimit::{RateLimits, Scope};
 use policy::Access;
@@ -216,11 +216,7 @@ impl Authenticator {
         }
         let secret = match &secrets.session_secret {
             Some(secret) => secret.clone(),
-            None => {
-                let mut bytes = [0u8; MIN_SECRET_BYTES];
-                getrandom::fill(&mut bytes).map_err(|e| AuthSetupError::Random(e.to_string()))?;
-                SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
-            }
+            None => SecretString::from(fresh_key().map_err(AuthSetupError::Random)?),
         };
         if env_keys.is_empty() && issuers.is_empty() {
             tracing::info!(
@@ -419,14 +415,12 @@ fn client_address(request: &Request, trust_forwarded_for: bool) -> Option<String
 
 /// The end user a request is for: the conversation a widget talks in, or the
 /// `X-End-User` an operator's integration names on behalf of its customer.
-fn end_user(request: &Request, principal: &Principal) -> Option<String> {
+fn end_user(request: &Request, principal: &Principal, conversation: Option<ConversationId>) -> Option<String> {
     if policy::allows(principal.role, ApiRole::Operator) {
         let named = request.headers().get("x-end-user").and_then(|v| v.to_str().ok()).map(str::trim);
         return named.filter(|v| !v.is_empty()).map(|v| format!("named:{}", v.chars().take(200).collect::<String>()));
     }
-    let path = request.uri().path();
-    let id = path.strip_prefix("/v1/conversations/")?.split('/').next()?;
-    id.parse::<ConversationId>().ok().map(|id| format!("conversation:{id}"))
+    conversation.map(|id| format!("conversation:{id}"))
 }
 
 /// The middleware of every route: the route's access from the table, the address's rate
@@ -466,14 +460,20 @@ pub async fn guard(State(gate): State<Arc<Gatekeeper>>, mut request: Request, ne
     if let Err(limited) = limits.check(Scope::Key, &principal.subject).await {
         return limited.into_response();
     }
-    if let Some(user) = end_user(&request, &principal) {
+    // The conversation of the route's `{id}`; an id that does not parse is left to the
+    // handler, which refuses it as such.
+    let conversation = match access {
+        Access::Conversation => path_conversation(&mut request).await,
+        _ => None,
+    };
+    if let Some(user) = end_user(&request, &principal, conversation) {
         if let Err(limited) = limits.check(Scope::User, &user).await {
             return limited.into_response();
         }
     }
     let token = request.headers().get(CONVERSATION_TOKEN).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let caller = auth.caller(principal, token);
-    if access == Access::Conversation && !reachable(&mut request, &caller).await {
+    if conversation.is_some_and(|id| !caller.may_reach(id, None)) {
         // Refused before the body is read: a conversation it may not reach tells a widget
         // nothing about what it sent.
         return AuthError::ConversationForbidden.into_response();
@@ -482,15 +482,11 @@ pub async fn guard(State(gate): State<Arc<Gatekeeper>>, mut request: Request, ne
     next.run(request).await
 }
 
-/// Whether `caller` may reach the conversation of the route's `{id}`. An id that does not
-/// parse is left to the handler, which refuses it as such.
-async fn reachable(request: &mut Request, caller: &Caller) -> bool {
+/// The conversation the route's `{id}` names, if it parses as one.
+async fn path_conversation(request: &mut Request) -> Option<ConversationId> {
     use axum::RequestExt;
-    let Ok(params) = request.extract_parts::<axum::extract::RawPathParams>().await else {
-        return true;
-    };
-    let id = params.iter().find(|(name, _)| *name == "id").and_then(|(_, value)| value.parse::<ConversationId>().ok());
-    id.is_none_or(|id| caller.may_reach(id, None))
+    let params = request.extract_parts::<axum::extract::RawPathParams>().await.ok()?;
+    params.iter().find(|(name, _)| *name == "id").and_then(|(_, value)| value.parse().ok())
 }
 
 #[cfg(test)]
