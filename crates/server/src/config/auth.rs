@@ -137,3 +137,61 @@ impl AuthConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer() -> JwtIssuerConfig {
+        JwtIssuerConfig {
+            issuer: "https://id.example".into(),
+            audience: "concierge".into(),
+            algorithms: vec![JwtAlgorithm::HS256],
+            secret_env: Some("SECRET".into()),
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 3600,
+            role_claim: "role".into(),
+            tenant_claim: None,
+            leeway_secs: 30,
+        }
+    }
+
+    fn problem(change: impl FnOnce(&mut JwtIssuerConfig)) -> Option<String> {
+        let mut one = issuer();
+        change(&mut one);
+        let config = AuthConfig { jwt: vec![one], ..AuthConfig::default() };
+        config.validate(|var| var == "SECRET").err().map(|(key, _)| key)
+    }
+
+    #[test]
+    fn an_issuer_is_refused_with_the_key_at_fault() {
+        assert_eq!(problem(|_| {}), None);
+        assert_eq!(problem(|i| i.audience = " ".into()).as_deref(), Some("auth.jwt[0].issuer"));
+        assert_eq!(problem(|i| i.algorithms.clear()).as_deref(), Some("auth.jwt[0].algorithms"));
+        assert_eq!(problem(|i| i.algorithms.push(JwtAlgorithm::RS256)).as_deref(), Some("auth.jwt[0].algorithms"));
+        assert_eq!(problem(|i| i.secret_env = Some("UNSET".into())).as_deref(), Some("auth.jwt[0].secret_env"));
+        assert_eq!(problem(|i| i.jwks_url = Some("https://x".into())).as_deref(), Some("auth.jwt[0].secret_env"));
+        let asymmetric = |i: &mut JwtIssuerConfig| {
+            i.algorithms = vec![JwtAlgorithm::ES256];
+            i.secret_env = None;
+        };
+        assert_eq!(problem(|i| asymmetric(i)).as_deref(), Some("auth.jwt[0].secret_env"), "no key source");
+        let url = |value: &str| {
+            let value = value.to_owned();
+            move |i: &mut JwtIssuerConfig| {
+                asymmetric(i);
+                i.jwks_url = Some(value);
+            }
+        };
+        assert_eq!(problem(url("https://id.example/jwks.json")), None);
+        assert_eq!(problem(url("ftp://id.example/jwks.json")).as_deref(), Some("auth.jwt[0].jwks_url"));
+        let file = |i: &mut JwtIssuerConfig| {
+            asymmetric(i);
+            i.jwks_file = Some("/no/such/jwks.json".into());
+        };
+        assert_eq!(problem(file).as_deref(), Some("auth.jwt[0].jwks_file"));
+        assert_eq!(problem(|i| i.jwks_refresh_secs = 5).as_deref(), Some("auth.jwt[0].jwks_refresh_secs"));
+        assert_eq!(problem(|i| i.leeway_secs = 601).as_deref(), Some("auth.jwt[0].leeway_secs"));
+    }
+}

@@ -91,3 +91,20 @@ impl RateLimitConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tenants_tier_must_exist_and_buckets_must_be_sized() {
+        let config = RateLimitConfig::default();
+        assert_eq!(config.validate("standard"), Ok(()));
+        assert_eq!(config.validate("gold").map_err(|(key, _)| key), Err("tenant.tier".into()));
+        let off = RateLimitConfig { enabled: false, ..RateLimitConfig::default() };
+        assert_eq!(off.validate("gold"), Ok(()), "no tier is needed with the limits off");
+        let mut empty = RateLimitConfig::default();
+        empty.tiers.get_mut("free").unwrap().user = Quota { per_minute: 0, burst: 5 };
+        assert_eq!(empty.validate("standard").map_err(|(key, _)| key), Err("rate_limits.tiers.free.user".into()));
+    }
+}
