@@ -6,12 +6,12 @@ mod demo;
 mod eval;
 mod ingest;
 mod keys;
+mod logging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use concierge_server::config::LogFormat;
 use concierge_server::{Config, Server};
 
 #[derive(Parser)]
@@ -86,32 +86,8 @@ fn main() -> ExitCode {
 /// Loads the configuration and starts logging as it asks.
 pub(crate) fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
     let config = Config::load(file)?;
-    init_logging(&config);
+    logging::init(&config);
     Ok(config)
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(quiet_dependencies(&config.log.level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    // A second initialisation (not possible in this binary) would only be ignored.
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
-}
-
-/// Dependencies that talk a lot at `info`: the search engine logs every index commit, and
-/// llama.cpp every key of a model file it loads. Each stays at `warn` unless the filter
-/// names it.
-const CHATTY_DEPENDENCIES: [&str; 2] = ["tantivy", "llama-cpp-2"];
-
-fn quiet_dependencies(level: &str) -> String {
-    let mut filter = level.to_owned();
-    for target in CHATTY_DEPENDENCIES.iter().filter(|t| !level.contains(*t)) {
-        filter.push_str(&format!(",{target}=warn"));
-    }
-    filter
 }
 
 async fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {

@@ -226,7 +226,11 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CONCIERGE_STORE__URL", sqlite_url(&database))
         .env("CONCIERGE_ADMIN_KEY", DEMO_ADMIN_KEY)
-        .env("CONCIERGE_WIDGET_KEY", DEMO_WIDGET_KEY);
+        .env("CONCIERGE_WIDGET_KEY", DEMO_WIDGET_KEY)
+        // JSON lines, and what the agent does at debug level: the messages it stores and
+        // the tools it calls, with their arguments and results.
+        .env("CONCIERGE_LOG__FORMAT", "json")
+        .env("CONCIERGE_LOG__LEVEL", "info,concierge_server=debug,concierge_agent=debug");
     let mut demo = RunningProcess::spawn("demo", command, dir.path());
     let base = format!("http://127.0.0.1:{port}");
     let anonymous = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client");
@@ -321,11 +325,30 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     };
     assert!(said.lines().any(|l| cited(l) && l.contains("password")), "{said}");
 
+    // Personal data in a message: replaced before it is stored, and never in a log line.
+    let personal = json!({ "content":
+        "I'm maria.lopez@example.com, phone +1 (415) 555-0134, SSN 123-45-6789; was card 4111 1111 1111 1111 charged for A-10024?" });
+    let (status, exchange) = json_answer(client.post(&messages).json(&personal).send().await.expect("post")).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{exchange}");
+    let kept = exchange["message"]["content"].as_str().expect("the stored message");
+    assert!(kept.contains("[CARD]") && kept.contains("[SSN]") && !kept.contains("4111"), "{kept}");
+
     // A container stop: SIGTERM, and the demo finishes cleanly.
     let kill = Command::new("kill").arg("-TERM").arg(demo.pid().to_string()).status().expect("run kill");
     assert!(kill.success(), "kill -TERM {}", demo.pid());
     let status = demo.wait_for_exit(Duration::from_secs(10)).expect("the demo stops within 10 s of SIGTERM");
     assert!(status.success(), "demo exit status {status}");
+
+    // The logs: one JSON object per line, the personal data replaced, no key anywhere.
+    let logs = demo.stderr();
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "not a JSON line: {line}");
+    }
+    assert!(logs.contains("customer message stored") && logs.contains("tool called"), "{logs}");
+    assert!(logs.contains("[EMAIL]") && logs.contains("[PHONE]"), "the debug lines held personal data: {logs}");
+    for secret in ["maria.lopez@example.com", "555-0134", "123-45-6789", "4111", DEMO_ADMIN_KEY, DEMO_WIDGET_KEY] {
+        assert!(!logs.contains(secret), "the log holds {secret}");
+    }
 }
 
 const DEMO_ADMIN_KEY: &str = "demo-test-admin-key-0123456789abcdef";

@@ -1,6 +1,7 @@
 //! `concierge eval …`: measurements of the parts that decide what a customer gets.
 
 mod agent;
+mod pii;
 mod plot;
 mod retrieval;
 mod routing;
@@ -35,6 +36,9 @@ enum EvalCommand {
     /// resolution and how many answers have every fact supported. Uses the demo's
     /// configuration unless `--config` names another.
     Agent(agent::AgentArgs),
+    /// Personal-data detection on a labelled set (Presidio's format): precision, recall and
+    /// coverage per kind, against the targets.
+    Pii(pii::PiiArgs),
 }
 
 pub async fn run(config_file: Option<PathBuf>, args: EvalArgs) -> anyhow::Result<()> {
@@ -42,9 +46,12 @@ pub async fn run(config_file: Option<PathBuf>, args: EvalArgs) -> anyhow::Result
         let file = config_file.unwrap_or_else(|| PathBuf::from("examples/acme/concierge.toml"));
         return agent::run(crate::load_config(Some(&file))?, agent).await;
     }
+    if let EvalCommand::Pii(pii) = args.what {
+        return pii::run(pii);
+    }
     let config = crate::load_config(config_file.as_deref())?;
     match args.what {
-        EvalCommand::Agent(_) => unreachable!("handled above"),
+        EvalCommand::Agent(_) | EvalCommand::Pii(_) => unreachable!("handled above"),
         EvalCommand::Retrieval { kb, questions, json } => retrieval::run(&config, kb, questions, json).await,
         EvalCommand::Routing(routing) => routing::run(&config, routing).await,
     }

@@ -8,6 +8,7 @@ mod auth;
 mod knowledge;
 mod limits;
 mod llm;
+mod privacy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub use llm::{
     AnthropicProviderConfig, KeyInFile, LlmConfig, OpenAiProviderConfig, ProviderConfig, ResponseCacheConfig,
     RoutingConfig, LOCAL, NO_MODEL,
 };
+pub use privacy::PrivacyConfig;
 
 /// The whole configuration of one Concierge process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -56,6 +58,9 @@ pub struct Config {
     /// Token buckets per key, end user and address, by tier; shared through Redis when
     /// `REDIS_URL` is set.
     pub rate_limits: RateLimitConfig,
+    /// Which kinds of personal data are redacted in logs, stored messages, requests to
+    /// remote models and replies.
+    pub privacy: PrivacyConfig,
     #[serde(skip)]
     pub secrets: Secrets,
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::config::PrivacyConfig;
 use crate::error::ApiError;
 use crate::hub::{Follower, Hub};
 use crate::knowledge::{check_document_id, DocumentSummary, IngestOutcome, Knowledge, NewDocument, SOURCE_API};
@@ -34,6 +35,7 @@ pub struct ConversationService {
     stats: Arc<Stats>,
     agent_name: String,
     hub: Arc<Hub>,
+    privacy: PrivacyConfig,
 }
 
 /// A customer's message and the answer to it.
@@ -54,6 +56,7 @@ struct Turn {
     started: Instant,
     stats: Arc<Stats>,
     hub: Arc<Hub>,
+    privacy: PrivacyConfig,
 }
 
 impl Turn {
@@ -69,7 +72,8 @@ impl Turn {
             Err(error) => agent_failed(id, &error),
         };
         finish(&self.stats, &mut metadata, self.started);
-        append(self.store.as_ref(), &self.hub, &self.tenant, id, Role::Assistant, text, metadata).await
+        let place = Place { store: self.store.as_ref(), hub: &self.hub, tenant: &self.tenant, privacy: &self.privacy };
+        place.append(id, Role::Assistant, text, metadata).await
     }
 }
 
@@ -148,6 +152,7 @@ impl ConversationService {
         tenant: TenantId,
         max_message_chars: usize,
         agent_name: String,
+        privacy: PrivacyConfig,
     ) -> Self {
         Self {
             store,
@@ -158,6 +163,7 @@ impl ConversationService {
             stats: Arc::default(),
             agent_name,
             hub: Arc::default(),
+            privacy,
         }
     }
 
@@ -197,10 +203,8 @@ impl ConversationService {
         Ok(self.store.list_tickets(&self.tenant, status, limit).await?)
     }
 
-    /// Records a customer's rating of one of the assistant's replies; rating it again
-    /// replaces the first rating.
     /// Records a rating of the assistant's reply `message`, if `may_reach` lets the caller
-    /// reach its conversation.
+    /// reach its conversation; rating it again replaces the first rating.
     pub async fn rate(
         &self,
         message: MessageId,
@@ -222,7 +226,9 @@ impl ConversationService {
             tenant_id: self.tenant.clone(),
             conversation_id: rated.conversation_id,
             rating,
-            comment,
+            // The customer's own words, kept like their messages.
+            comment: comment
+                .map(|text| concierge_guard::scanner().redact(&text, self.privacy.for_stored(false)).into_owned()),
             created_at: concierge_core::now(),
         };
         self.store.add_feedback(&feedback).await?;
@@ -289,11 +295,14 @@ impl ConversationService {
         let text = MessageText::parse(content, self.max_message_chars)?;
         let conversation = self.require(id).await?;
         let message = self.append(id, Role::User, text.as_str().to_owned(), json!({})).await?;
+        tracing::debug!(conversation = %id, turn = message.seq, content = %message.content, "customer message stored");
+        // The agent answers what was stored: what it keeps (checkpoints, memory, tickets)
+        // holds nothing the store may not.
         let input = TurnInput {
             tenant: self.tenant.clone(),
             conversation: id,
             turn: message.seq,
-            message: text.as_str().to_owned(),
+            message: message.content.clone(),
             customer: conversation.customer_ref,
         };
         Ok(Turn {
@@ -305,6 +314,7 @@ impl ConversationService {
             started: Instant::now(),
             stats: Arc::clone(&self.stats),
             hub: Arc::clone(&self.hub),
+            privacy: self.privacy,
         })
     }
 
@@ -561,7 +571,8 @@ impl ConversationService {
         content: String,
         metadata: Value,
     ) -> Result<Message, ApiError> {
-        append(self.store.as_ref(), &self.hub, &self.tenant, id, role, content, metadata).await
+        let place = Place { store: self.store.as_ref(), hub: &self.hub, tenant: &self.tenant, privacy: &self.privacy };
+        place.append(id, role, content, metadata).await
     }
 
     /// Follows a conversation: every message stored in it from now on. Unknown
@@ -572,21 +583,45 @@ impl ConversationService {
     }
 }
 
-/// Stores a message and tells the conversation's followers.
-async fn append(
-    store: &dyn Store,
-    hub: &Hub,
-    tenant: &TenantId,
-    id: ConversationId,
-    role: Role,
-    content: String,
-    metadata: Value,
-) -> Result<Message, ApiError> {
-    let new =
-        NewMessage { id: MessageId::new(), conversation_id: id, tenant_id: tenant.clone(), role, content, metadata };
-    let message = store.append_message(new).await?;
-    hub.tell(&message);
-    Ok(message)
+/// Where a conversation's messages go: the store, the conversation's followers, under the
+/// tenant's privacy settings.
+struct Place<'a> {
+    store: &'a dyn Store,
+    hub: &'a Hub,
+    tenant: &'a TenantId,
+    privacy: &'a PrivacyConfig,
+}
+
+impl Place<'_> {
+    /// Stores a message, its personal data redacted as `[privacy]` says (the kinds
+    /// replaced noted in `metadata.redacted`), and tells the conversation's followers.
+    async fn append(
+        &self,
+        id: ConversationId,
+        role: Role,
+        content: String,
+        mut metadata: Value,
+    ) -> Result<Message, ApiError> {
+        let reply = role != Role::User;
+        let (redacted, found) = concierge_guard::scanner().redact_noting(&content, self.privacy.for_stored(reply));
+        let content = if found.is_empty() {
+            content
+        } else {
+            metadata["redacted"] = json!(found);
+            redacted.into_owned()
+        };
+        let new = NewMessage {
+            id: MessageId::new(),
+            conversation_id: id,
+            tenant_id: self.tenant.clone(),
+            role,
+            content,
+            metadata,
+        };
+        let message = self.store.append_message(new).await?;
+        self.hub.tell(&message);
+        Ok(message)
+    }
 }
 
 /// The reply when the agent itself failed: honest, and the message is kept.

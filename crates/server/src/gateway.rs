@@ -12,6 +12,10 @@
 //! other sampling fields (`top_p`, penalties) are accepted and not forwarded. A streamed
 //! tool call arrives whole in one delta, once its arguments are complete and valid JSON.
 //!
+//! The answer's text, as a whole or as deltas, has the personal data `privacy.replies`
+//! names replaced by placeholders; a delta may be held back until the number it might be
+//! the start of has ended (`concierge_guard::StreamRedactor`).
+//!
 //! Every answer's usage (as the provider reported it, else counted here) is priced by
 //! `[llm.prices]` and added to the usage ledger off the response's path.
 //!
@@ -19,6 +23,7 @@
 //! Retry-After, 502, 503 breaker open, 504), never a 500; after the first byte of a stream
 //! a failure is an `error` chunk and the stream ends without `[DONE]`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,6 +32,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use concierge_core::{TenantId, UsageRecord};
+use concierge_guard::{KindSet, StreamRedactor};
 use concierge_llm::resilience::ResilientModel;
 use concierge_llm::{
     ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatResponse, EventStream, FinishReason, LlmError, MessageRole,
@@ -50,6 +56,8 @@ pub struct Gateway {
     prices: PriceTable,
     store: Arc<dyn Store>,
     tenant: TenantId,
+    /// Personal data replaced in what the models answer (`privacy.replies`).
+    redact: KindSet,
 }
 
 impl Gateway {
@@ -58,8 +66,9 @@ impl Gateway {
         prices: PriceTable,
         store: Arc<dyn Store>,
         tenant: TenantId,
+        redact: KindSet,
     ) -> Self {
-        Self { models, prices, store, tenant }
+        Self { models, prices, store, tenant, redact }
     }
 
     /// The models by name, in name order.
@@ -93,8 +102,11 @@ impl Gateway {
             model: model.id().to_owned(),
         };
         if !request.stream {
-            let response = concierge_llm::collect(events).await.map_err(upstream_error)?;
+            let mut response = concierge_llm::collect(events).await.map_err(upstream_error)?;
             let usage = ledger.settle(&asked, response.usage, &response.text);
+            if let Cow::Owned(text) = concierge_guard::scanner().redact(&response.text, self.redact) {
+                response.text = text;
+            }
             return Ok(Json(chunks.completion(&response, usage)).into_response());
         }
         let stream = Streamed {
@@ -105,6 +117,7 @@ impl Gateway {
             ledger,
             answer: ChatResponse::default(),
             started: false,
+            redactor: StreamRedactor::new(self.redact),
         };
         let stream = futures::stream::unfold((stream, VecDeque::new()), |(mut stream, mut pending)| async move {
             loop {
@@ -393,6 +406,8 @@ struct Streamed {
     answer: ChatResponse,
     /// The role chunk has been sent.
     started: bool,
+    /// The text as sent: personal data replaced even when it comes split across deltas.
+    redactor: StreamRedactor,
 }
 
 impl Streamed {
@@ -409,33 +424,53 @@ impl Streamed {
             Some(Ok(event)) => {
                 self.answer.apply(&event);
                 match event {
-                    ChatEvent::TextDelta { text } => lines.push(self.chunks.delta(json!({ "content": text }), None)),
+                    ChatEvent::TextDelta { text } => {
+                        let sendable = self.redactor.push(&text);
+                        self.text(&mut lines, sendable);
+                    }
                     ChatEvent::ToolCall { call } => {
                         let index = self.answer.tool_calls.len() - 1;
                         lines.push(self.chunks.delta(json!({ "tool_calls": [call_json(&call, Some(index))] }), None));
                     }
                     ChatEvent::Usage { .. } => {}
                     ChatEvent::Finish { reason } => {
+                        let rest = self.redactor.finish();
+                        self.text(&mut lines, rest);
                         lines.push(self.chunks.delta(json!({}), Some(reason)));
                         self.end(&mut lines);
                     }
                 }
             }
-            Some(Err(error)) => lines.push(self.fail(error)),
+            Some(Err(error)) => self.fail(&mut lines, error),
             // `collect`'s rule: an answer without its finish is not an answer.
-            None => lines.push(self.fail(LlmError::Truncated { provider: self.ledger.model.clone() })),
+            None => {
+                let cut = LlmError::Truncated { provider: self.ledger.model.clone() };
+                self.fail(&mut lines, cut);
+            }
         }
         Some(lines)
     }
 
-    /// The stream's last chunk after `error`: its code and message as a status before the
-    /// stream would have given them (the provider's detail goes to the log only).
-    fn fail(&mut self, error: LlmError) -> String {
+    /// A chunk of text, unless there is none to send yet.
+    fn text(&self, lines: &mut Vec<String>, text: String) {
+        if !text.is_empty() {
+            lines.push(self.chunks.delta(json!({ "content": text }), None));
+        }
+    }
+
+    /// The stream's last chunks after `error`: the text still held back, then the error's
+    /// code and message as a status before the stream would have given them (the
+    /// provider's detail goes to the log only).
+    fn fail(&mut self, lines: &mut Vec<String>, error: LlmError) {
         tracing::warn!(%error, "a gateway model's stream failed");
         self.events = None;
+        let rest = self.redactor.finish();
+        self.text(lines, rest);
         let refused = upstream_error(error);
         let (_, code) = refused.status_and_code();
-        json!({ "error": { "message": refused.to_string(), "type": "upstream_error", "code": code } }).to_string()
+        lines.push(
+            json!({ "error": { "message": refused.to_string(), "type": "upstream_error", "code": code } }).to_string(),
+        );
     }
 
     /// After the finish: the usage chunk when asked for, and `[DONE]`.

@@ -110,7 +110,7 @@ impl Server {
             .await?;
         // The model and the intents file first: their problems stop start-up before anything
         // is embedded.
-        let (model, gateway) = llm::LlmStack::build(&config.llm, &config.secrets).await?;
+        let (model, gateway) = llm::LlmStack::build(&config.llm, &config.secrets, config.privacy.remote_models).await?;
         let intents =
             config.router.intents.as_deref().map(concierge_agent::router::datasets::read_intents).transpose()?;
         let knowledge = Arc::new(
@@ -178,6 +178,7 @@ impl Server {
             tenant.id.clone(),
             config.server.max_message_chars,
             config.agent.name.clone(),
+            config.privacy,
         );
         let agent_graph = service.agent_graph();
         let service = Arc::new(service);
@@ -203,8 +204,13 @@ impl Server {
                 Err(error) => tracing::error!(%error, "could not answer the messages a previous run left unanswered"),
             }
         });
-        let gateway =
-            gateway::Gateway::new(gateway, config.llm.prices.clone(), Arc::clone(service.store()), tenant.id.clone());
+        let gateway = gateway::Gateway::new(
+            gateway,
+            config.llm.prices.clone(),
+            Arc::clone(service.store()),
+            tenant.id.clone(),
+            config.privacy.replies,
+        );
         let auth = Arc::new(auth::Authenticator::new(config, Arc::clone(service.store())).await?);
         let widget_key = config.secrets.widget_key.clone();
         let state = routes::AppState {

@@ -1,6 +1,8 @@
 //! The model stack built from `[llm]`: each provider behind its retries and circuit
 //! breaker, the fallback chain in configured order, the exact-match response cache around
-//! it, and a small/large router on top when routing is configured.
+//! it, and a small/large router on top when routing is configured. What is sent to a
+//! provider outside the process first has the personal data `privacy.remote_models` names
+//! replaced by placeholders.
 //!
 //! Invariant: every provider is built once and has exactly one breaker, however many
 //! times it is named (primary, fallback, routing); an answer always says which model
@@ -11,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use concierge_guard::KindSet;
 use concierge_llm::anthropic::{AnthropicConfig, AnthropicProvider};
 use concierge_llm::cache::{CacheStats, CachedModel, MemoryCache};
 use concierge_llm::openai::{OpenAiCompatible, OpenAiConfig};
@@ -77,11 +80,20 @@ impl LlmStack {
     /// threads) and stacks them: the agent's stack, `None` when its model is off
     /// (`provider = "none"`), and the gateway's models, which share the providers (and so
     /// the breakers) the agent uses too.
-    pub async fn build(config: &LlmConfig, secrets: &Secrets) -> Result<(Option<Self>, GatewayModels), LlmStartError> {
+    pub async fn build(
+        config: &LlmConfig,
+        secrets: &Secrets,
+        remote_redaction: KindSet,
+    ) -> Result<(Option<Self>, GatewayModels), LlmStartError> {
         let deadline = Duration::from_secs(config.deadline_secs);
         let mut resilient = BTreeMap::new();
         for name in config.providers_in_use() {
-            let provider = provider(config, secrets, name, deadline).await?;
+            let mut provider = provider(config, secrets, name, deadline).await?;
+            let remote =
+                matches!(config.provider_config(name), Some(ProviderConfig::Openai(_) | ProviderConfig::Anthropic(_)));
+            if remote && !remote_redaction.is_empty() {
+                provider = Arc::new(RedactingModel { inner: provider, kinds: remote_redaction });
+            }
             let model = ResilientModel::new(provider, config.retry.clone(), config.breaker.clone());
             resilient.insert(name.to_owned(), Arc::new(model));
         }
@@ -196,6 +208,31 @@ impl ChatModel for ReportsAnswerer {
         // Outside `LlmStack::answer` there is nobody to tell.
         let _ = ANSWERED_BY.try_with(|answered| *answered.borrow_mut() = Some(self.0.id().to_owned()));
         Ok(events)
+    }
+}
+
+/// A provider outside the process, sent every message with the personal data of `kinds`
+/// replaced by placeholders.
+pub struct RedactingModel {
+    pub inner: Arc<dyn ChatModel>,
+    pub kinds: KindSet,
+}
+
+#[async_trait::async_trait]
+impl ChatModel for RedactingModel {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    async fn stream(&self, request: &ChatRequest) -> Result<EventStream, LlmError> {
+        let scanner = concierge_guard::scanner();
+        let mut redacted = request.clone();
+        for message in &mut redacted.messages {
+            if let std::borrow::Cow::Owned(text) = scanner.redact(&message.content, self.kinds) {
+                message.content = text;
+            }
+        }
+        self.inner.stream(&redacted).await
     }
 }
 

@@ -191,6 +191,15 @@ async fn a_gateway_model_is_listed_and_answers_as_its_provider() {
     assert_eq!((summary.calls, summary.prompt_tokens, summary.completion_tokens), (1, 31, 9));
 }
 
+/// The text of a stream's chunks, joined.
+fn streamed_text(lines: &[String]) -> String {
+    lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_streamed_tool_call_arrives_whole_then_usage_then_done() {
     let (upstream, server) = gateway(vec![Step::Call("order_status", json!({ "order_id": "A-10032" }))], 5).await;
@@ -239,6 +248,29 @@ async fn a_streamed_tool_call_arrives_whole_then_usage_then_done() {
 }
 
 #[tokio::test]
+async fn personal_data_is_hidden_from_the_provider_and_from_the_client_split_or_not() {
+    let said = "Your card 4111 1111 1111 1111 is on file.";
+    let (upstream, server) = gateway(vec![Step::Text(said), Step::Text(said)], 5).await;
+    let asked = "My card is 4111111111111111 and my email ana@example.com";
+    let body = |stream: bool| json!({ "model": "upstream", "stream": stream, "messages": [{ "role": "user", "content": asked }] });
+
+    let (status, _, streamed) = complete(&server, body(true)).await;
+    assert_eq!(status, StatusCode::OK, "{streamed}");
+    // The stand-in sends the number in two deltas; neither half reaches the client.
+    assert_eq!(streamed_text(&data_lines(&streamed)), "Your card [CARD] is on file.");
+    assert!(!streamed.contains("4111") && !streamed.contains(" 1111"), "{streamed}");
+
+    let (status, _, whole) = complete(&server, body(false)).await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    let whole: Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(whole["choices"][0]["message"]["content"], "Your card [CARD] is on file.");
+
+    for sent in upstream.requests() {
+        assert_eq!(sent["messages"][0]["content"], "My card is [CARD] and my email [EMAIL]", "{sent}");
+    }
+}
+
+#[tokio::test]
 async fn a_stream_cut_short_is_an_error_and_never_ends_in_done() {
     let (_, server) = gateway(vec![Step::Cut { after_text: false }, Step::Cut { after_text: true }], 5).await;
     let ask = json!({ "model": "upstream", "stream": true, "messages": [{ "role": "user", "content": "Where is A-10032?" }],
@@ -251,8 +283,8 @@ async fn a_stream_cut_short_is_an_error_and_never_ends_in_done() {
     // Cut after the text began: the stream's last word is an error.
     let (status, _, body) = complete(&server, ask).await;
     assert_eq!(status, StatusCode::OK, "the stream had begun");
-    assert!(body.contains("Let me check."), "{body}");
     let lines = data_lines(&body);
+    assert_eq!(streamed_text(&lines), "Let me check.", "what was said before the cut is sent: {body}");
     assert!(!lines.iter().any(|l| l == "[DONE]"), "{body}");
     let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_failed", "{body}");

@@ -100,6 +100,10 @@ impl ToolRegistry {
             latency_ms: started.elapsed().as_millis() as i64,
             replayed: false,
         };
+        // What went out and came back, for an operator tracing a turn at debug level (the
+        // log writer redacts the personal data in it).
+        tracing::debug!(tool = name, arguments = %args, outcome = ?result.outcome, status = ?result.status,
+            latency_ms = result.latency_ms, data = %result.data, "tool called");
         let record = ToolCallRecord {
             idempotency_key: key.clone(),
             tenant_id: ctx.tenant.clone(),
