@@ -415,7 +415,9 @@ fn graph_prints_the_support_graph_as_mermaid() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
     assert!(text.starts_with("flowchart TD\n"), "{text}");
-    for node in ["load_context", "classify", "specialist", "tools", "check_escalation", "escalate", "respond"] {
+    for node in
+        ["load_context", "guard_in", "classify", "specialist", "tools", "check_escalation", "escalate", "respond"]
+    {
         assert!(text.contains(&format!("[\"{node}\"]")), "{node} missing: {text}");
     }
     assert!(text.contains("start -. step limit .->"), "{text}");

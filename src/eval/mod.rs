@@ -1,6 +1,7 @@
 //! `concierge eval …`: measurements of the parts that decide what a customer gets.
 
 mod agent;
+mod injection;
 mod pii;
 mod plot;
 mod retrieval;
@@ -39,19 +40,25 @@ enum EvalCommand {
     /// Personal-data detection on a labelled set (Presidio's format): precision, recall and
     /// coverage per kind, against the targets.
     Pii(pii::PiiArgs),
+    /// Prompt-injection detection: the attack set, the held-out attacks, and the
+    /// false-positive rate on BANKING77's benign test messages when `--data` holds them.
+    Injection(injection::InjectionArgs),
 }
 
 pub async fn run(config_file: Option<PathBuf>, args: EvalArgs) -> anyhow::Result<()> {
-    if let EvalCommand::Agent(agent) = args.what {
-        let file = config_file.unwrap_or_else(|| PathBuf::from("examples/acme/concierge.toml"));
-        return agent::run(crate::load_config(Some(&file))?, agent).await;
-    }
-    if let EvalCommand::Pii(pii) = args.what {
-        return pii::run(pii);
-    }
+    // The detectors need no configuration; the agent has its own default.
+    let what = match args.what {
+        EvalCommand::Agent(agent) => {
+            let file = config_file.clone().unwrap_or_else(|| PathBuf::from("examples/acme/concierge.toml"));
+            return agent::run(crate::load_config(Some(&file))?, agent).await;
+        }
+        EvalCommand::Pii(pii) => return pii::run(pii),
+        EvalCommand::Injection(injection) => return injection::run(injection),
+        other => other,
+    };
     let config = crate::load_config(config_file.as_deref())?;
-    match args.what {
-        EvalCommand::Agent(_) | EvalCommand::Pii(_) => unreachable!("handled above"),
+    match what {
+        EvalCommand::Agent(_) | EvalCommand::Pii(_) | EvalCommand::Injection(_) => unreachable!("handled above"),
         EvalCommand::Retrieval { kb, questions, json } => retrieval::run(&config, kb, questions, json).await,
         EvalCommand::Routing(routing) => routing::run(&config, routing).await,
     }

@@ -1,5 +1,7 @@
-//! The detector measured on labelled text: precision and recall per kind of personal data,
-//! and how much of each labelled value a redaction would cover.
+//! The detectors measured on labelled text. Personal data: precision and recall per kind,
+//! and how much of each labelled value a redaction would cover. Prompt injection: the share
+//! of an attack set detected (by technique, by channel) and the share of benign texts
+//! wrongly called attacks.
 //!
 //! The labelled set is read in the format of Presidio's evaluation data (a JSON array of
 //! `{full_text, spans: [{entity_type, start_position, end_position}]}`, positions in
@@ -235,5 +237,127 @@ mod tests {
         std::fs::write(&path, r#"[{"full_text": "short", "spans": [{"entity_type": "US_SSN", "start_position": 2, "end_position": 40}]}]"#)
             .expect("written");
         assert!(matches!(read_presidio(&path), Err(EvalError::Span { index: 0, .. })));
+    }
+}
+
+/// One text of an injection set: an attack or a benign text, how it was made, and where it
+/// arrives (`customer`, `passage`, `tool_result`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct InjectionCase {
+    pub text: String,
+    pub label: CaseLabel,
+    pub technique: String,
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseLabel {
+    Attack,
+    Benign,
+}
+
+/// Reads an injection set: JSON lines of `InjectionCase`.
+pub fn read_injection_cases(path: &Path) -> Result<Vec<InjectionCase>, EvalError> {
+    let name = path.display().to_string();
+    let raw = std::fs::read_to_string(path).map_err(|source| EvalError::Read { path: name.clone(), source })?;
+    raw.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).map_err(|source| EvalError::Format { path: name.clone(), source }))
+        .collect()
+}
+
+/// Detected of all, for one group of attacks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    pub group: String,
+    pub attacks: usize,
+    pub detected: usize,
+    pub rate: f64,
+}
+
+/// The detector on an injection set and on messages known to be benign.
+#[derive(Debug, Clone, Serialize)]
+pub struct InjectionReport {
+    pub attacks: usize,
+    pub detected: usize,
+    pub detection_rate: f64,
+    pub by_technique: Vec<Detection>,
+    pub by_channel: Vec<Detection>,
+    /// The set's own benign texts (written to look like attacks) called attacks.
+    pub benign: usize,
+    pub benign_flagged: usize,
+    pub benign_false_positive_rate: f64,
+    /// Messages from elsewhere (BANKING77's test set) called attacks.
+    pub public_benign: usize,
+    pub public_flagged: usize,
+    pub public_false_positive_rate: f64,
+    pub missed: Vec<String>,
+    pub flagged: Vec<String>,
+}
+
+/// Scores `detector` on `cases` and on `public_benign` texts.
+pub fn evaluate_injection(
+    detector: &crate::InjectionDetector,
+    cases: &[InjectionCase],
+    public_benign: &[String],
+) -> InjectionReport {
+    let mut by_technique: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let mut by_channel: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let (mut missed, mut flagged) = (Vec::new(), Vec::new());
+    let (mut attacks, mut detected, mut benign, mut benign_flagged) = (0, 0, 0, 0);
+    for case in cases {
+        let hit = detector.assess(&case.text).is_attack();
+        match case.label {
+            CaseLabel::Attack => {
+                attacks += 1;
+                detected += usize::from(hit);
+                for (groups, key) in [(&mut by_technique, &case.technique), (&mut by_channel, &case.channel)] {
+                    let entry = groups.entry(key.clone()).or_default();
+                    entry.0 += 1;
+                    entry.1 += usize::from(hit);
+                }
+                if !hit {
+                    missed.push(case.text.clone());
+                }
+            }
+            CaseLabel::Benign => {
+                benign += 1;
+                if hit {
+                    benign_flagged += 1;
+                    flagged.push(case.text.clone());
+                }
+            }
+        }
+    }
+    let mut public_flagged = 0;
+    for text in public_benign {
+        if detector.assess(text).is_attack() {
+            public_flagged += 1;
+            if flagged.len() < 4 * EXAMPLES {
+                flagged.push(text.clone());
+            }
+        }
+    }
+    let groups = |groups: std::collections::BTreeMap<String, (usize, usize)>| {
+        groups
+            .into_iter()
+            .map(|(group, (attacks, detected))| Detection { group, attacks, detected, rate: ratio(detected, attacks) })
+            .collect()
+    };
+    InjectionReport {
+        attacks,
+        detected,
+        detection_rate: ratio(detected, attacks),
+        by_technique: groups(by_technique),
+        by_channel: groups(by_channel),
+        benign,
+        benign_flagged,
+        benign_false_positive_rate: 1.0 - ratio(benign - benign_flagged, benign),
+        public_benign: public_benign.len(),
+        public_flagged,
+        public_false_positive_rate: 1.0 - ratio(public_benign.len() - public_flagged, public_benign.len()),
+        missed,
+        flagged,
     }
 }

@@ -1,6 +1,8 @@
 //! Guardrails over text, as pure functions: personal data found and replaced by placeholders
 //! (`pii`), also in a stream of tokens where a number may arrive in pieces (`stream`), and the
-//! detector measured on a labelled set (`eval`).
+//! detector measured on a labelled set (`eval`); prompt injection recognised in what
+//! customers, documents and backends say, and untrusted text fenced for prompts
+//! (`injection`); a model's answer checked for what it must not say (`output`).
 //!
 //! The detectors are written here rather than taken from a library: what they must catch is
 //! what customers type into a support chat (national phone formats of any country, card
@@ -13,8 +15,12 @@
 //! whatever the input.
 
 pub mod eval;
+pub mod injection;
+pub mod output;
 pub mod pii;
 pub mod stream;
 
+pub use injection::{detector, fence, Assessment, InjectionDetector, FENCE_RULE};
+pub use output::{check_answer, Blocked, OutputRules};
 pub use pii::{scanner, KindSet, PiiKind, PiiSpan, Scanner};
 pub use stream::StreamRedactor;

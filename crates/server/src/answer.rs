@@ -2,6 +2,10 @@
 //! an answer from the passages found and the grounding gate keeps what they support; else
 //! (no model, a model failure, nothing supported) the best passage is quoted. Out of scope
 //! with nothing found, the out-of-scope reply. A model failure never fails the answer.
+//!
+//! Passages that read as prompt injection are withheld: neither the model nor the customer
+//! sees them. The model's answer is held back when it repeats its instructions or names a
+//! tool (`concierge_guard::check_answer`); the passage is quoted instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +41,8 @@ pub struct KnowledgeAnswerer {
     knowledge: Arc<Knowledge>,
     tenant: TenantId,
     model: Option<AnswerModel>,
+    /// The deployment's tool names, which no knowledge answer may name.
+    tools: Vec<String>,
 }
 
 /// The model that phrases knowledge-base answers, and how long it may take for one.
@@ -47,7 +53,14 @@ struct AnswerModel {
 
 impl KnowledgeAnswerer {
     pub fn new(store: Arc<dyn Store>, knowledge: Arc<Knowledge>, tenant: TenantId) -> Self {
-        KnowledgeAnswerer { store, knowledge, tenant, model: None }
+        KnowledgeAnswerer { store, knowledge, tenant, model: None, tools: Vec::new() }
+    }
+
+    /// The tools the deployment has: an answer from the knowledge base naming one is held
+    /// back.
+    pub fn with_tools(mut self, tools: Vec<String>) -> Self {
+        self.tools = tools;
+        self
     }
 
     /// Lets `stack` phrase answers, each within `budget` (retries and fallbacks included);
@@ -63,7 +76,11 @@ impl Answerer for KnowledgeAnswerer {
     async fn answer(&self, request: AnswerRequest<'_>) -> Result<ReplyPart, AnswerError> {
         let (results, in_context) = self.search(&request).await?;
         // In prompt order: the most relevant passage last.
-        let hits = self.knowledge.base().context(&results, &self.knowledge.config().context);
+        let mut hits = self.knowledge.base().context(&results, &self.knowledge.config().context);
+        let withheld = withhold_injected(&mut hits);
+        if withheld > 0 {
+            tracing::warn!(conversation = %request.conversation, withheld, "passages read as prompt injection, withheld");
+        }
         let retrieval = json!({
             "mode": results.mode,
             "not_found": results.not_found,
@@ -79,6 +96,9 @@ impl Answerer for KnowledgeAnswerer {
         let (text, mut metadata) =
             self.answer_from_passages(&request, &hits).await.map_err(|e| AnswerError(e.to_string()))?;
         metadata["retrieval"] = retrieval;
+        if withheld > 0 {
+            metadata["guard"]["passages_withheld"] = json!(withheld);
+        }
         if hits.is_empty() || metadata["grounded"] != true {
             metadata["failed"] = json!(true);
         }
@@ -134,7 +154,16 @@ impl KnowledgeAnswerer {
             text: request.question.to_owned(),
         };
         match ask(model, &chat, &signals).await {
-            Ok(answer) => self.model_answered(request.conversation, hits, &chat, answer).await,
+            Ok(answer) => match self.held_back(&chat, &answer.response.text) {
+                Some(blocked) => {
+                    tracing::warn!(conversation = %request.conversation, ?blocked, "model answer held back; quoting the knowledge base");
+                    let (text, mut metadata) = extractive(hits);
+                    metadata["guard"] = json!({ "output_blocked": blocked });
+                    metadata["model"] = json!(answer.model);
+                    Ok((text, metadata))
+                }
+                None => self.model_answered(request.conversation, hits, &chat, answer).await,
+            },
             Err(kind) => {
                 tracing::warn!(conversation = %request.conversation, llm_error = kind, "model failed; quoting the knowledge base");
                 let (text, mut metadata) = extractive(hits);
@@ -226,6 +255,31 @@ pub(crate) async fn record_usage(
     };
     store.record_usage(&record).await.map_err(|e| AnswerError(e.to_string()))?;
     Ok(cost_micros)
+}
+
+impl KnowledgeAnswerer {
+    /// Why the model's `answer` to `chat` must not be sent, if it must not: it repeats the
+    /// request's instructions, or names a tool (a knowledge answer calls none).
+    fn held_back(&self, chat: &ChatRequest, answer: &str) -> Option<concierge_guard::Blocked> {
+        let instructions: Vec<&str> = chat
+            .messages
+            .iter()
+            .filter(|m| m.role == concierge_llm::MessageRole::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let tools: Vec<&str> = self.tools.iter().map(String::as_str).collect();
+        concierge_guard::check_answer(
+            answer,
+            &concierge_guard::OutputRules { instructions: &instructions, tools: &tools, used: &[] },
+        )
+    }
+}
+
+/// Drops the passages that read as prompt injection; returns how many.
+fn withhold_injected(hits: &mut Vec<Hit>) -> usize {
+    let before = hits.len();
+    hits.retain(|hit| !concierge_guard::detector().assess(&hit.text).is_attack());
+    before - hits.len()
 }
 
 /// The best passage quoted, with citations; says so honestly when nothing was found.

@@ -1,14 +1,15 @@
 //! The grounded answer: the request a model is given to answer from knowledge-base
 //! passages, the grounding gate its answer passes, and the citations of what passed.
 //!
-//! Invariant: the model sees only the numbered passages, a few earlier turns and the
-//! question; no sentence of its answer is sent unless a passage it was given supports it,
+//! Invariant: the model sees only the numbered passages (fenced as untrusted data), a few
+//! earlier turns and the question; no sentence of its answer is sent unless a passage it was given supports it,
 //! and every `[n]` sent points at that passage.
 
 use std::collections::BTreeSet;
 
 use concierge_agent::grounding::{self, Evidence, GroundingGate, Verdict};
 use concierge_core::{Message, Role};
+use concierge_guard::FENCE_RULE;
 use concierge_llm::{ChatMessage, ChatRequest, FinishReason, LlmError};
 use concierge_retrieval::{Citation, Hit};
 
@@ -43,12 +44,13 @@ pub fn request(
     max_tokens: u32,
 ) -> ChatRequest {
     let system = match specialist {
-        Some(prompt) => format!("{SYSTEM_PROMPT}\n\n{prompt}"),
-        None => SYSTEM_PROMPT.to_owned(),
+        Some(prompt) => format!("{SYSTEM_PROMPT} {FENCE_RULE}\n\n{prompt}"),
+        None => format!("{SYSTEM_PROMPT} {FENCE_RULE}"),
     };
     let mut messages = vec![ChatMessage::system(system)];
     messages.extend(recent_turns(history));
-    messages.push(ChatMessage::user(format!("Passages:\n\n{}\n\nQuestion: {question}", numbered(passages))));
+    let passages = concierge_guard::fence("help-centre passages", &numbered(passages));
+    messages.push(ChatMessage::user(format!("Passages:\n{passages}\n\nQuestion: {question}")));
     ChatRequest { messages, temperature: Some(0.0), max_tokens: Some(max_tokens), ..Default::default() }
 }
 

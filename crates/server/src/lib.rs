@@ -156,7 +156,8 @@ impl Server {
         };
         let model = model.map(Arc::new);
         let mut answerer =
-            answer::KnowledgeAnswerer::new(Arc::clone(&store), Arc::clone(&knowledge), tenant.id.clone());
+            answer::KnowledgeAnswerer::new(Arc::clone(&store), Arc::clone(&knowledge), tenant.id.clone())
+                .with_tools(config.tools.iter().map(|tool| tool.name.clone()).collect());
         if let Some(stack) = &model {
             answerer = answerer.with_model(Arc::clone(stack), model_budget(limits.request_timeout));
         }

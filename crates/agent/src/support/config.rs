@@ -38,6 +38,43 @@ pub struct AgentConfig {
     /// Who chooses tools and their arguments.
     #[serde(default)]
     pub function_calling: FunctionCalling,
+    /// What is done with a customer message that reads as prompt injection.
+    #[serde(default)]
+    pub guard: GuardConfig,
+}
+
+/// `[agent.guard]`: the check of each customer message for prompt injection
+/// (`concierge_guard::injection`) before it is routed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    pub on_injection: OnInjection,
+    /// What the customer is told when their message is refused.
+    pub reply: String,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            on_injection: OnInjection::Refuse,
+            reply: "I can't take instructions about how I work, but I'm glad to help with your orders, your \
+                    account or our products. What can I do for you?"
+                .into(),
+        }
+    }
+}
+
+/// What becomes of a message that reads as prompt injection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInjection {
+    /// Not routed, not shown to any model: the customer gets `reply`.
+    #[default]
+    Refuse,
+    /// Handled as any message, with the verdict recorded on the reply.
+    Flag,
+    /// Not checked.
+    Off,
 }
 
 /// Who chooses a specialist's tool calls and their arguments.
@@ -67,6 +104,7 @@ impl Default for AgentConfig {
             node_timeout_secs: default_node_timeout_secs(),
             approval_ttl_secs: default_approval_ttl_secs(),
             function_calling: FunctionCalling::default(),
+            guard: GuardConfig::default(),
         }
     }
 }

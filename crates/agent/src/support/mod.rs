@@ -42,7 +42,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 pub use config::{
-    ActionSpec, AgentConfig, EscalationConfig, FunctionCalling, LookupSpec, MemoryConfig, Prompt, SpecialistSpec,
+    ActionSpec, AgentConfig, EscalationConfig, FunctionCalling, GuardConfig, LookupSpec, MemoryConfig, OnInjection,
+    Prompt, SpecialistSpec,
 };
 pub use escalation::EscalationPolicy;
 pub use memory::remember;

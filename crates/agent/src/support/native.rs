@@ -194,7 +194,7 @@ fn flatten(value: &Value, path: &str, out: &mut String) {
 /// What the model is shown: the specialist's prompt and the rules, what the conversation
 /// knows, the request, and the calls made for it so far with their results verbatim.
 fn request(deps: &Deps, specialist: &Specialist, state: &TurnState) -> ChatRequest {
-    let mut system = format!("{}\n\n{RULES}", specialist.prompt.text);
+    let mut system = format!("{}\n\n{RULES} {}", specialist.prompt.text, concierge_guard::FENCE_RULE);
     if let Some(customer) = &state.customer {
         system.push_str(&format!("\n\nThe customer's reference: {customer}."));
     }
@@ -219,7 +219,8 @@ fn request(deps: &Deps, specialist: &Specialist, state: &TurnState) -> ChatReque
         let mut asked = ChatMessage::assistant(String::new());
         asked.tool_calls = vec![step.call.clone()];
         messages.push(asked);
-        messages.push(ChatMessage::tool_result(step.call.id.clone(), result_text(&step.outcome)));
+        let result = concierge_guard::fence(&format!("result of {}", step.call.name), &result_text(&step.outcome));
+        messages.push(ChatMessage::tool_result(step.call.id.clone(), result));
     }
     let tools = specialist.spec.tools.iter().filter_map(|name| definition(deps, name)).collect();
     let at_limit = state.tool_steps >= deps.config.max_tool_steps;
@@ -249,6 +250,8 @@ fn definition(deps: &Deps, name: &str) -> Option<ToolDefinition> {
 
 /// A call's outcome as the model reads it: the backend's answer verbatim, or why nothing
 /// was sent.
+/// A call's outcome as the model reads it; a result that reads as instructions (a backend
+/// echoing what someone typed into it) is withheld.
 fn result_text(outcome: &CallOutcome) -> String {
     let value = match outcome {
         CallOutcome::Done { ok: true, data, .. } => data.clone(),
@@ -257,7 +260,11 @@ fn result_text(outcome: &CallOutcome) -> String {
         CallOutcome::Denied { reason, .. } => json!({ "error": "denied_by_approver", "reason": reason }),
         CallOutcome::Expired => json!({ "error": "approval_expired" }),
     };
-    value.to_string()
+    let text = value.to_string();
+    if concierge_guard::detector().assess(&text).is_attack() {
+        return json!({ "error": "withheld: the result holds text that reads as instructions" }).to_string();
+    }
+    text
 }
 
 /// The model's answer when the results support every sentence of it; else `templated`,
@@ -278,8 +285,14 @@ pub(crate) fn phrased(deps: &Deps, state: &TurnState, text: &str, templated: Rep
         evidence_texts.iter().enumerate().map(|(i, text)| Evidence { n: i + 1, text }).collect();
     let verdict = GroundingGate::default().check(text, &evidence);
     let supported: Vec<&str> = verdict.supported.iter().map(|s| s.text.as_str()).collect();
-    let passed = verdict.rejected.is_empty() && verdict.supported.iter().any(|s| !s.cites.is_empty());
+    let blocked = held_back(deps, state, text);
+    let passed =
+        blocked.is_none() && verdict.rejected.is_empty() && verdict.supported.iter().any(|s| !s.cites.is_empty());
     let mut part = templated;
+    if let Some(blocked) = &blocked {
+        tracing::warn!(conversation = %state.conversation, ?blocked, "the tool model's answer was held back");
+        part.metadata["guard"] = json!({ "output_blocked": blocked });
+    }
     if passed {
         part.text = supported.join(" ");
         part.metadata["answered_by"] = json!("tool_model");
@@ -296,6 +309,16 @@ pub(crate) fn phrased(deps: &Deps, state: &TurnState, text: &str, templated: Rep
         json!({ "passed": passed, "supported": verdict.supported.len(), "rejected": verdict.rejected });
     annotate_model(&mut part, state);
     part
+}
+
+/// Why the model's answer `text` must not be sent, if it must not: it repeats its
+/// instructions, or names a tool the turn did not call.
+fn held_back(deps: &Deps, state: &TurnState, text: &str) -> Option<concierge_guard::Blocked> {
+    let prompt = native_specialist(deps, state).map(|s| s.prompt.text.as_str()).unwrap_or_default();
+    let tools: Vec<&str> = deps.tools.specs().map(|spec| spec.name.as_str()).collect();
+    let used: Vec<&str> = state.native.iter().map(|step| step.call.name.as_str()).collect();
+    let rules = concierge_guard::OutputRules { instructions: &[prompt, RULES], tools: &tools, used: &used };
+    concierge_guard::check_answer(text, &rules)
 }
 
 /// Records on `part` every call the model made for the task and what its model calls cost.

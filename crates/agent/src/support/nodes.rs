@@ -15,7 +15,7 @@ use super::escalation::{ASKED_FOR_HUMAN, NEGATIVE_SENTIMENT, POLICY_TOPIC, REPEA
 use super::memory::{remember, ANSWERED_BY, ASKED_FOR, CLARIFY, FAILED, FOLLOW_UP};
 use super::state::{Action, Awaiting, CallOutcome, Escalation, ReplyPart, Task, TaskKind, TurnState};
 use super::{native, routing};
-use super::{ActionSpec, AgentEvent, AnswerRequest, Deps, Specialist};
+use super::{ActionSpec, AgentEvent, AnswerRequest, Deps, OnInjection, Specialist};
 use crate::{CallContext, Routing};
 
 type Ctx = NodeContext<AgentEvent>;
@@ -31,6 +31,7 @@ const SURE_FROM: f32 = 0.8;
 pub(crate) fn graph(deps: &Arc<Deps>) -> Result<Graph<TurnState, AgentEvent>, BuildError> {
     GraphBuilder::new()
         .node("load_context", LoadContext(Arc::clone(deps)))
+        .node("guard_in", GuardIn(Arc::clone(deps)))
         .node("classify", Classify(Arc::clone(deps)))
         .node("specialist", SpecialistNode(Arc::clone(deps)))
         .node("tools", Tools(Arc::clone(deps)))
@@ -38,7 +39,10 @@ pub(crate) fn graph(deps: &Arc<Deps>) -> Result<Graph<TurnState, AgentEvent>, Bu
         .node("escalate", Escalate(Arc::clone(deps)))
         .node("respond", Respond(Arc::clone(deps)))
         .edge(START, "load_context")
-        .edge("load_context", "classify")
+        .edge("load_context", "guard_in")
+        .branch("guard_in", &["classify", "respond"], |s: &TurnState| {
+            if refused(s) { "respond" } else { "classify" }.into()
+        })
         .edge("classify", "specialist")
         .branch("specialist", &["tools", "classify", "check_escalation"], |s: &TurnState| {
             match s.action {
@@ -73,6 +77,43 @@ impl Node<TurnState, AgentEvent> for LoadContext {
         state.memory = remember(&messages, state.turn, &self.0.tools, &self.0.config.memory);
         Ok(Flow::Continue)
     }
+}
+
+/// Checks the customer's message for prompt injection (`[agent.guard]`): a message that
+/// reads as an attack is refused — not routed, never shown to a model — or only flagged.
+struct GuardIn(Arc<Deps>);
+
+#[async_trait]
+impl Node<TurnState, AgentEvent> for GuardIn {
+    async fn run(&self, state: &mut TurnState, _: &Ctx) -> Result<Flow, NodeError> {
+        let guard = &self.0.config.guard;
+        if guard.on_injection == OnInjection::Off {
+            return Ok(Flow::Continue);
+        }
+        let assessment = concierge_guard::detector().assess(&state.message);
+        if !assessment.is_attack() {
+            return Ok(Flow::Continue);
+        }
+        let refuse = guard.on_injection == OnInjection::Refuse;
+        // The signals only: the message itself is in the transcript.
+        tracing::warn!(conversation = %state.conversation, turn = state.turn, score = assessment.score,
+            signals = ?assessment.signals, refused = refuse, "prompt injection in a customer message");
+        state.guard = Some(json!({
+            "injection": assessment,
+            "action": if refuse { "refused" } else { "flagged" },
+        }));
+        if refuse {
+            state.action = Action::Reply { text: guard.reply.clone() };
+            state.task = None;
+            state.tasks.clear();
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Whether the guard refused this turn's message.
+fn refused(state: &TurnState) -> bool {
+    state.guard.as_ref().is_some_and(|guard| guard["action"] == "refused")
 }
 
 /// Routes the message into tasks; or re-targets a task a specialist handed back; or
@@ -529,6 +570,12 @@ impl Tools {
         );
         part.metadata["approval"] = json!({ "id": id, "tool": tool, "arguments": arguments });
         annotate(&mut part, state, &self.0);
+        if let Some(guard) = &state.guard {
+            part.metadata["guard"] = guard.clone();
+            if refused(state) {
+                part.metadata[ANSWERED_BY] = json!("guard");
+            }
+        }
         state.replies.push(part);
         state.sent = state.replies.len();
         ctx.emit(AgentEvent::ApprovalRequired {
@@ -716,6 +763,12 @@ impl Node<TurnState, AgentEvent> for Respond {
             None => self.reply(state).await?,
         };
         annotate(&mut part, state, &self.0);
+        if let Some(guard) = &state.guard {
+            part.metadata["guard"] = guard.clone();
+            if refused(state) {
+                part.metadata[ANSWERED_BY] = json!("guard");
+            }
+        }
         state.replies.push(part);
         if state.escalation.is_none() {
             if let Some(next) = state.tasks.pop_front() {

@@ -49,6 +49,10 @@ pub struct TurnState {
     /// The result of the current action's lookup, once made.
     #[serde(default)]
     pub lookup: Option<Value>,
+    /// The check of the message for prompt injection, when it found some: score, signals
+    /// and what was done (`refused` or `flagged`).
+    #[serde(default)]
+    pub guard: Option<Value>,
 }
 
 impl TurnState {
@@ -73,6 +77,7 @@ impl TurnState {
             native_queue: VecDeque::new(),
             native_model: Vec::new(),
             lookup: None,
+            guard: None,
         }
     }
 }
