@@ -6,6 +6,7 @@
 //! ("parse, don't validate").
 
 mod ids;
+pub mod metric;
 mod records;
 mod text;
 

@@ -74,12 +74,15 @@ impl KnowledgeAnswerer {
 #[async_trait]
 impl Answerer for KnowledgeAnswerer {
     async fn answer(&self, request: AnswerRequest<'_>) -> Result<ReplyPart, AnswerError> {
+        let searched = std::time::Instant::now();
         let (results, in_context) = self.search(&request).await?;
+        crate::telemetry::stage("retrieval", searched.elapsed().as_secs_f64());
         // In prompt order: the most relevant passage last.
         let mut hits = self.knowledge.base().context(&results, &self.knowledge.config().context);
         let withheld = withhold_injected(&mut hits);
         if withheld > 0 {
             tracing::warn!(conversation = %request.conversation, withheld, "passages read as prompt injection, withheld");
+            crate::telemetry::injection("passage", "withheld", withheld as u64);
         }
         let retrieval = json!({
             "mode": results.mode,
@@ -157,6 +160,10 @@ impl KnowledgeAnswerer {
             Ok(answer) => match self.held_back(&chat, &answer.response.text) {
                 Some(blocked) => {
                     tracing::warn!(conversation = %request.conversation, ?blocked, "model answer held back; quoting the knowledge base");
+                    crate::telemetry::output_blocked(match blocked {
+                        concierge_guard::Blocked::Leak { .. } => "leak",
+                        concierge_guard::Blocked::Tool { .. } => "tool",
+                    });
                     let (text, mut metadata) = extractive(hits);
                     metadata["guard"] = json!({ "output_blocked": blocked });
                     metadata["model"] = json!(answer.model);
@@ -254,6 +261,7 @@ pub(crate) async fn record_usage(
         created_at: concierge_core::now(),
     };
     store.record_usage(&record).await.map_err(|e| AnswerError(e.to_string()))?;
+    crate::telemetry::usage(model, tenant.as_str(), usage.prompt_tokens, usage.completion_tokens, cost_micros);
     Ok(cost_micros)
 }
 

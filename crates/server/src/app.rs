@@ -60,12 +60,15 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/v1/jobs", post(routes::submit_job))
         .route("/v1/jobs/{id}", get(routes::get_job))
         .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
         .route("/readyz", get(routes::readyz))
         .route("/v1/keys", post(routes::create_key).get(routes::list_keys))
         .route("/v1/keys/{prefix}", axum::routing::delete(routes::revoke_key))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", crate::openapi::spec()))
         // Every route above, and only those: an unknown path is a 404 for anyone.
         .route_layer(middleware::from_fn_with_state(gate, auth::guard))
+        // Outside the guard, so that refused requests are counted too.
+        .route_layer(middleware::from_fn(crate::telemetry::track))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -81,9 +81,12 @@ impl Turn {
 fn finish(stats: &Stats, metadata: &mut Value, started: Instant) {
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     metadata["latency_ms"] = json!(latency_ms);
-    let outcome = TurnOutcome::of(metadata["answered_by"].as_str().unwrap_or(""));
+    let answered_by = metadata["answered_by"].as_str().unwrap_or("");
+    let outcome = TurnOutcome::of(answered_by);
     let cost = metadata["cost_micros"].as_i64().unwrap_or(0);
     stats.record_turn(concierge_core::now(), outcome, latency_ms, cost);
+    let intent = metadata["intent"].as_str().unwrap_or("");
+    crate::telemetry::turn(outcome.name(), answered_by, intent, latency_ms / 1000.0);
 }
 
 /// One event of a streamed turn: its type (`meta`, `token`, `done`, …) and its data.
@@ -232,6 +235,7 @@ impl ConversationService {
             created_at: concierge_core::now(),
         };
         self.store.add_feedback(&feedback).await?;
+        crate::telemetry::feedback(rating);
         self.stats.record_rating(feedback.created_at, rating);
         Ok(feedback)
     }
@@ -398,7 +402,11 @@ impl ConversationService {
             };
             let mut first_token = None;
             for piece in tokens(&reply.content) {
-                first_token.get_or_insert_with(|| started.elapsed());
+                first_token.get_or_insert_with(|| {
+                    let elapsed = started.elapsed();
+                    crate::telemetry::first_token(elapsed.as_secs_f64());
+                    elapsed
+                });
                 if out.send(TurnEvent { kind: "token".into(), data: json!({ "text": piece }) }).await.is_err() {
                     return;
                 }
@@ -608,6 +616,7 @@ impl Place<'_> {
             content
         } else {
             metadata["redacted"] = json!(found);
+            crate::telemetry::redacted(if reply { "reply" } else { "stored" }, found);
             redacted.into_owned()
         };
         let new = NewMessage {

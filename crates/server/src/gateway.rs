@@ -376,6 +376,13 @@ impl Ledger {
     /// ledger in the background so that the client does not wait for the store.
     fn settle(self, request: &ChatRequest, reported: Option<Usage>, text: &str) -> Usage {
         let usage = reported.unwrap_or_else(|| crate::answer::estimate_usage(&self.model, request, text));
+        crate::telemetry::usage(
+            &self.model,
+            self.tenant.as_str(),
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            self.prices.cost_micros(&self.model, usage),
+        );
         let record = UsageRecord {
             tenant_id: self.tenant,
             conversation_id: None,

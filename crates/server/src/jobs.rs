@@ -184,6 +184,11 @@ impl JobService {
         Ok(job.into())
     }
 
+    /// Jobs waiting in the queue now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.depth()
+    }
+
     pub async fn get(&self, id: JobId) -> Result<JobView, ApiError> {
         let job = self.store.job(&self.tenant, id).await?.ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
         Ok(job.into())

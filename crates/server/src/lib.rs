@@ -24,6 +24,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod search;
 pub mod stats;
+pub mod telemetry;
 pub mod web;
 pub mod ws;
 
@@ -99,6 +100,7 @@ impl Server {
 
     /// As `build`, on a store that is already open and migrated.
     pub async fn build_with_store(config: &Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        telemetry::install();
         let tenant = &config.tenant;
         store
             .upsert_tenant(&Tenant {
@@ -214,21 +216,27 @@ impl Server {
         );
         let auth = Arc::new(auth::Authenticator::new(config, Arc::clone(service.store())).await?);
         let widget_key = config.secrets.widget_key.clone();
+        let rate_limits = Arc::new(
+            ratelimit::RateLimits::new(
+                &config.rate_limits,
+                &tenant.tier,
+                tenant.id.as_str(),
+                config.secrets.redis_url.as_ref(),
+            )
+            .map_err(StartError::RateLimits)?,
+        );
         let state = routes::AppState {
             conversations: service,
             jobs: Arc::clone(&jobs),
             web: Arc::new(web::WebAssets::new(config.web.dir.clone(), widget_key)),
             gateway: Arc::new(gateway),
             auth,
-            rate_limits: Arc::new(
-                ratelimit::RateLimits::new(
-                    &config.rate_limits,
-                    &tenant.tier,
-                    tenant.id.as_str(),
-                    config.secrets.redis_url.as_ref(),
-                )
-                .map_err(StartError::RateLimits)?,
-            ),
+            rate_limits: Arc::clone(&rate_limits),
+            telemetry: Arc::new(telemetry::Sources {
+                llm: model.clone(),
+                jobs: Arc::clone(&jobs),
+                limits: rate_limits,
+            }),
         };
         let app = app::router(state, limits);
         let addr = config.server.bind;

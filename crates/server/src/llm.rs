@@ -143,7 +143,10 @@ impl LlmStack {
     /// Answers `request` with the configured models, routed by `signals` when routing is
     /// on, and reports which model answered. Errors are the last model's, or `Exhausted`.
     pub async fn answer(&self, request: &ChatRequest, signals: &RouteSignals) -> Result<ModelAnswer, LlmError> {
-        ANSWERED_BY.scope(RefCell::new(None), self.answer_tracked(request, signals)).await
+        let started = std::time::Instant::now();
+        let answer = ANSWERED_BY.scope(RefCell::new(None), self.answer_tracked(request, signals)).await;
+        crate::telemetry::stage("llm", started.elapsed().as_secs_f64());
+        answer
     }
 
     async fn answer_tracked(&self, request: &ChatRequest, signals: &RouteSignals) -> Result<ModelAnswer, LlmError> {

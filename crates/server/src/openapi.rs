@@ -32,6 +32,7 @@ use crate::{jobs, openai, routes, ws};
         routes::post_feedback,
         routes::list_feedback,
         routes::stats,
+        routes::metrics,
         routes::submit_job,
         routes::get_job,
         openai::chat_completions,

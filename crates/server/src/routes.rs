@@ -27,6 +27,7 @@ use crate::ratelimit::RateLimits;
 use crate::search::{self, SearchParams};
 #[allow(unused_imports)]
 use crate::stats::StatsReport;
+use crate::telemetry;
 use crate::web::WebAssets;
 
 /// Everything the handlers reach; each takes the part it needs.
@@ -38,6 +39,14 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub auth: Arc<Authenticator>,
     pub rate_limits: Arc<RateLimits>,
+    /// What `/metrics` reads at each scrape.
+    pub telemetry: Arc<telemetry::Sources>,
+}
+
+impl FromRef<AppState> for Arc<telemetry::Sources> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.telemetry)
+    }
 }
 
 type Service = Arc<ConversationService>;
@@ -265,6 +274,13 @@ pub async fn search(
     QueryParams(params): QueryParams<SearchParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(search::run(&service, params).await?))
+}
+
+/// The process's figures in Prometheus's text format (see `telemetry`).
+#[utoipa::path(get, path = "/metrics", tag = "console",
+    responses((status = 200, description = "Prometheus text exposition format, version 0.0.4", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(sources): State<Arc<telemetry::Sources>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], telemetry::render(&sources))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the process is up", body = serde_json::Value)))]

@@ -36,6 +36,15 @@ impl TurnOutcome {
             _ => Self::Open,
         }
     }
+
+    /// Its name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Resolved => "resolved",
+            Self::Escalated => "escalated",
+            Self::Open => "open",
+        }
+    }
 }
 
 #[derive(Debug, Default)]

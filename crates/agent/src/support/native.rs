@@ -219,8 +219,9 @@ fn request(deps: &Deps, specialist: &Specialist, state: &TurnState) -> ChatReque
         let mut asked = ChatMessage::assistant(String::new());
         asked.tool_calls = vec![step.call.clone()];
         messages.push(asked);
-        let result = concierge_guard::fence(&format!("result of {}", step.call.name), &result_text(&step.outcome));
-        messages.push(ChatMessage::tool_result(step.call.id.clone(), result));
+        // Verbatim: a tool message is labelled as a result by its role, which the model's
+        // own format sets apart; what reads as instructions is withheld by `result_text`.
+        messages.push(ChatMessage::tool_result(step.call.id.clone(), result_text(&step.outcome)));
     }
     let tools = specialist.spec.tools.iter().filter_map(|name| definition(deps, name)).collect();
     let at_limit = state.tool_steps >= deps.config.max_tool_steps;
@@ -262,6 +263,8 @@ fn result_text(outcome: &CallOutcome) -> String {
     };
     let text = value.to_string();
     if concierge_guard::detector().assess(&text).is_attack() {
+        let injections = concierge_core::metric::INJECTIONS;
+        metrics::counter!(injections, "channel" => "tool_result", "action" => "withheld").increment(1);
         return json!({ "error": "withheld: the result holds text that reads as instructions" }).to_string();
     }
     text

@@ -4,6 +4,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use concierge_core::metric;
 use concierge_core::{
     Approval, ApprovalId, ApprovalStatus, ConversationStatus, Ticket, TicketId, TicketPriority, TicketStatus,
 };
@@ -98,9 +99,11 @@ impl Node<TurnState, AgentEvent> for GuardIn {
         // The signals only: the message itself is in the transcript.
         tracing::warn!(conversation = %state.conversation, turn = state.turn, score = assessment.score,
             signals = ?assessment.signals, refused = refuse, "prompt injection in a customer message");
+        let action = if refuse { "refused" } else { "flagged" };
+        metrics::counter!(metric::INJECTIONS, "channel" => "customer", "action" => action).increment(1);
         state.guard = Some(json!({
             "injection": assessment,
-            "action": if refuse { "refused" } else { "flagged" },
+            "action": action,
         }));
         if refuse {
             state.action = Action::Reply { text: guard.reply.clone() };
@@ -164,10 +167,12 @@ impl Classify {
     async fn tasks(&self, state: &mut TurnState) -> std::collections::VecDeque<Task> {
         let deps = &self.0;
         let whole = |kind| std::collections::VecDeque::from([Task { text: state.message.clone(), kind }]);
+        let started = std::time::Instant::now();
         let routed = match &deps.router {
             Some(router) => Some(router.route(&state.message).await),
             None => None,
         };
+        metrics::histogram!(metric::STAGE_SECONDS, "stage" => "router").record(started.elapsed().as_secs_f64());
         if let Some(awaiting) = &state.memory.awaiting {
             let given = deps.tools.facts_in(&state.message);
             let gives_what_is_needed = given.iter().any(|(parameter, _)| awaiting.missing.contains(parameter));

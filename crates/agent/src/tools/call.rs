@@ -92,6 +92,8 @@ impl ToolRegistry {
         }
         let started = Instant::now();
         let (outcome, status, data) = self.send(tool, &args, &key).await?;
+        let stage = concierge_core::metric::STAGE_SECONDS;
+        metrics::histogram!(stage, "stage" => "tool").record(started.elapsed().as_secs_f64());
         let result = ToolCallResult {
             tool: name.to_owned(),
             outcome,

@@ -334,11 +334,17 @@ impl Scanner {
             if after_currency(text, m.start()) || named_otherwise() {
                 return None;
             }
+            // Ten or more bare digits are as often a tracking or account number: a phone
+            // number only where the words around say so.
+            let said =
+                |end: usize| self.context_before(text, m.start(), &self.phone_context) || phone_word_after(text, end);
             ends.into_iter().rev().map(|end| m.start()..m.start() + end).find(|range| {
                 let number = &text[range.clone()];
+                let bare = number.bytes().all(|c| c.is_ascii_digit());
                 phone_shaped(number)
                     && standalone(text, range.clone())
                     && !(weak_phone(number) && before_a_name(text, range.end))
+                    && (!bare || said(range.end))
             })
         })
     }
@@ -498,6 +504,12 @@ fn weak_phone(candidate: &str) -> bool {
     digits <= 9 && !candidate.contains(['+', '(', 'x', 'X', '#']) && !candidate.contains('.')
 }
 
+/// Whether a phone word ("fax", "mobile", "office", …) follows within a few characters.
+fn phone_word_after(text: &str, end: usize) -> bool {
+    let after: String = text[end..].chars().take(12).collect::<String>().to_lowercase();
+    ["fax", "office", "mobile", "phone", "tel", "cell", "desk", "home", "work"].iter().any(|w| after.contains(w))
+}
+
 /// Whether a name (a capitalised word) follows on the same line.
 fn before_a_name(text: &str, end: usize) -> bool {
     let mut after = text[end..].chars();
@@ -578,6 +590,13 @@ mod tests {
         ] {
             assert_eq!(kinds(text), vec![], "{text}");
         }
+    }
+
+    #[test]
+    fn bare_digits_are_a_phone_number_only_when_the_words_say_so() {
+        assert_eq!(kinds("call me on 4155550134"), vec![(PiiKind::Phone, "4155550134")]);
+        assert_eq!(kinds("4155550134-Fax"), vec![(PiiKind::Phone, "4155550134")]);
+        assert_eq!(kinds(r#"{"tracking_number":"4833351328"}"#), vec![]);
     }
 
     #[test]

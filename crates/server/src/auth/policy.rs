@@ -45,6 +45,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/approvals/{id}", Access::Role(ApiRole::Operator)),
     ("GET", "/v1/tickets", Access::Role(ApiRole::Operator)),
     ("GET", "/v1/stats", Access::Role(ApiRole::Operator)),
+    ("GET", "/metrics", Access::Role(ApiRole::Operator)),
     ("POST", "/v1/chat/completions", Access::Role(ApiRole::Operator)),
     ("GET", "/v1/models", Access::Role(ApiRole::Operator)),
     ("POST", "/v1/jobs", Access::Role(ApiRole::Operator)),
