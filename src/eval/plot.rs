@@ -20,16 +20,7 @@ const PLOT: f64 = 300.0;
 pub fn reliability_svg(title: &str, metrics: &RoutingMetrics) -> String {
     let x = |v: f64| LEFT + v * PLOT;
     let y = |v: f64| BOTTOM - v * (BOTTOM - 30.0);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="11">
-<rect width="100%" height="100%" fill="#ffffff"/>
-<text x="{}" y="18" text-anchor="middle" font-size="13">{}</text>
-"##,
-        WIDTH / 2.0,
-        escape(title)
-    );
+    let mut svg = open_svg(WIDTH, HEIGHT, title);
     for tick in 0..=5 {
         let v = f64::from(tick) / 5.0;
         let _ = writeln!(
@@ -91,16 +82,7 @@ pub fn pii_svg(title: &str, report: &PiiReport, precision_target: f64, recall_ta
     const LEFT_EDGE: f64 = 50.0;
     let y = |v: f64| FLOOR - v * (FLOOR - TOP);
     let slot = (W - LEFT_EDGE - 20.0) / report.kinds.len() as f64;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">
-<rect width="100%" height="100%" fill="#ffffff"/>
-<text x="{}" y="18" text-anchor="middle" font-size="13">{}</text>
-"##,
-        W / 2.0,
-        escape(title)
-    );
+    let mut svg = open_svg(W, H, title);
     for tick in 0..=5 {
         let v = f64::from(tick) / 5.0;
         let _ = writeln!(
@@ -157,6 +139,18 @@ pub fn pii_svg(title: &str, report: &PiiReport, precision_target: f64, recall_ta
         kx3 = LEFT_EDGE + 184.0,
     );
     svg
+}
+
+/// The opening of a chart: its size, a white ground and its title.
+fn open_svg(width: f64, height: f64, title: &str) -> String {
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">
+<rect width="100%" height="100%" fill="#ffffff"/>
+<text x="{}" y="18" text-anchor="middle" font-size="13">{}</text>
+"##,
+        width / 2.0,
+        escape(title)
+    )
 }
 
 fn escape(text: &str) -> String {

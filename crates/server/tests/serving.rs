@@ -596,6 +596,7 @@ async fn the_openapi_spec_describes_every_route_and_its_docs_page_is_local() {
         ("/v1/tickets", &["get"]),
         ("/v1/feedback", &["get", "post"]),
         ("/v1/stats", &["get"]),
+        ("/metrics", &["get"]),
         ("/v1/jobs", &["post"]),
         ("/v1/jobs/{id}", &["get"]),
         ("/v1/chat/completions", &["post"]),
