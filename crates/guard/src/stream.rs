@@ -9,7 +9,7 @@
 //! `MAX_HELD` is released but for its last word (nothing redactable is that long), so a
 //! stream is never held back without bound.
 
-use crate::pii::{scanner, KindSet};
+use crate::pii::{scanner, splice, KindSet, PiiSpan};
 
 /// The most text held back, in bytes.
 pub const MAX_HELD: usize = 96;
@@ -60,20 +60,8 @@ impl StreamRedactor {
     fn release(&mut self, ready: &str) -> String {
         let context_len = self.released_tail.len();
         let seen = format!("{}{ready}", self.released_tail);
-        let mut out = String::with_capacity(ready.len());
-        let mut at = context_len;
-        for span in scanner().scan(&seen) {
-            if !self.kinds.contains(span.kind) || span.range.end <= context_len {
-                continue;
-            }
-            let start = span.range.start.max(context_len);
-            if start > at {
-                out.push_str(&seen[at..start]);
-            }
-            out.push_str(span.kind.placeholder());
-            at = at.max(span.range.end);
-        }
-        out.push_str(&seen[at..]);
+        let spans: Vec<PiiSpan> = scanner().scan(&seen).into_iter().filter(|s| self.kinds.contains(s.kind)).collect();
+        let (out, _) = splice(&seen, context_len, &spans);
         let mut keep = seen.len().saturating_sub(CONTEXT);
         while !seen.is_char_boundary(keep) {
             keep += 1;

@@ -376,17 +376,18 @@ impl Ledger {
     /// ledger in the background so that the client does not wait for the store.
     fn settle(self, request: &ChatRequest, reported: Option<Usage>, text: &str) -> Usage {
         let usage = reported.unwrap_or_else(|| crate::answer::estimate_usage(&self.model, request, text));
+        let cost_micros = self.prices.cost_micros(&self.model, usage);
         crate::telemetry::usage(
             &self.model,
             self.tenant.as_str(),
             usage.prompt_tokens,
             usage.completion_tokens,
-            self.prices.cost_micros(&self.model, usage),
+            cost_micros,
         );
         let record = UsageRecord {
             tenant_id: self.tenant,
             conversation_id: None,
-            cost_micros: self.prices.cost_micros(&self.model, usage),
+            cost_micros,
             model: self.model,
             prompt_tokens: i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
             completion_tokens: i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),

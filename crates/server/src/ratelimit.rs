@@ -271,11 +271,16 @@ impl RateLimits {
         })
     }
 
+    /// Whether the limits are kept in memory because Redis does not answer.
+    pub fn falling_back(&self) -> bool {
+        self.redis.is_some() && !self.redis_up.load(Ordering::Relaxed)
+    }
+
     pub fn status(&self) -> LimitStatus {
-        let backend = match (&self.redis, self.redis_up.load(Ordering::Relaxed)) {
+        let backend = match (&self.redis, self.falling_back()) {
             (None, _) => "memory",
-            (Some(_), true) => "redis",
-            (Some(_), false) => "memory (redis unavailable)",
+            (Some(_), false) => "redis",
+            (Some(_), true) => "memory (redis unavailable)",
         };
         LimitStatus {
             enabled: self.enabled,

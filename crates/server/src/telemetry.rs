@@ -75,9 +75,8 @@ pub fn render(sources: &Sources) -> String {
         }
     }
     gauge!(metric::JOBS_QUEUE_DEPTH).set(sources.jobs.queue_depth() as f64);
-    let limits = sources.limits.status();
-    gauge!(metric::RATE_LIMIT_FALLBACK).set(if limits.backend.contains("unavailable") { 1.0 } else { 0.0 });
-    counter!(metric::RATE_LIMITED).absolute(limits.limited);
+    gauge!(metric::RATE_LIMIT_FALLBACK).set(if sources.limits.falling_back() { 1.0 } else { 0.0 });
+    counter!(metric::RATE_LIMITED).absolute(sources.limits.status().limited);
     handle().render()
 }
 

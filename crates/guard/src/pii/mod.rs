@@ -242,16 +242,7 @@ impl Scanner {
         if spans.is_empty() {
             return (Cow::Borrowed(text), KindSet::NONE);
         }
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        let mut found = KindSet::NONE;
-        for span in spans {
-            out.push_str(&text[at..span.range.start]);
-            out.push_str(span.kind.placeholder());
-            found = found.with(span.kind);
-            at = span.range.end;
-        }
-        out.push_str(&text[at..]);
+        let (out, found) = splice(text, 0, &spans);
         (Cow::Owned(out), found)
     }
 
@@ -363,6 +354,23 @@ impl Scanner {
         }
         words.is_match(&window)
     }
+}
+
+/// `text` from byte `from` on, with each of `spans` (in order, none overlapping) replaced by
+/// its placeholder, and the kinds replaced. A span that began before `from` is replaced
+/// from `from`; one that ended before it is left out.
+pub(crate) fn splice(text: &str, from: usize, spans: &[PiiSpan]) -> (String, KindSet) {
+    let mut out = String::with_capacity(text.len() - from);
+    let mut at = from;
+    let mut found = KindSet::NONE;
+    for span in spans.iter().filter(|span| span.range.end > from) {
+        out.push_str(&text[at..span.range.start.max(at)]);
+        out.push_str(span.kind.placeholder());
+        found = found.with(span.kind);
+        at = span.range.end;
+    }
+    out.push_str(&text[at..]);
+    (out, found)
 }
 
 /// Takes the `ranges` that overlap no earlier finding as findings of `kind`, and blanks
