@@ -274,7 +274,7 @@ async fn demo_answers_over_http_and_in_the_chat_and_stops_cleanly_on_sigterm() {
     // The embedded model was asked, and what is sent passed the grounding gate or is the
     // quoted passage.
     let metadata = &reply["metadata"];
-    assert_eq!(metadata["model"], "local/qwen2.5-coder-0.5b-instruct-q4_k_m", "{reply}");
+    assert_eq!(metadata["model"], "local/qwen2.5-coder-0.5b-instruct-q8_0-mix", "{reply}");
     assert!(metadata["usage"]["prompt_tokens"].as_u64().is_some_and(|n| n > 100), "{reply}");
     let passed = metadata["grounding"]["passed"].as_bool().expect("the gate's verdict is recorded");
     let answered_by = if passed { "knowledge_base_llm" } else { "knowledge_base_quote" };

@@ -43,7 +43,7 @@ def machine():
         flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split())
     except (OSError, AttributeError):
         pass
-    simd = [f for f in ["avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"] if f in flags]
+    simd = [f for f in ["avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8"] if f in flags]
     mem_kib = 0
     try:
         mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
@@ -58,6 +58,10 @@ def machine():
         "memory_gib": round(mem_kib / 2**20, 1),
         "kernel": platform.release(),
         "gpu": "none",
+        # What scripts/ggml-env switched on for llama.cpp on both sides (AMX needs a compiler
+        # that builds its kernels right).
+        "llama_cpp_amx": os.environ.get("GGML_AMX_INT8") == "ON",
+        "llama_cpp_compiler": os.environ.get("CMAKE_CXX_COMPILER", "default"),
     }
 
 

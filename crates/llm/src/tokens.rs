@@ -255,7 +255,7 @@ mod tests {
             TiktokenCounter::for_model("gpt-4o").count(text)
         );
         assert_eq!(counter_for("anthropic/claude-3-5-haiku-20241022").count(text), ApproxCounter.count(text));
-        assert_eq!(counter_for("local/qwen2.5-coder-0.5b-instruct-q4_k_m").count(text), ApproxCounter.count(text));
+        assert_eq!(counter_for("local/qwen2.5-coder-0.5b-instruct-q8_0-mix").count(text), ApproxCounter.count(text));
         assert_eq!(counter_for("no-provider").count(text), ApproxCounter.count(text));
     }
 }

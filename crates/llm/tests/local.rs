@@ -1,6 +1,7 @@
-//! The embedded model on the real GGUF (Qwen2.5-Coder-0.5B-Instruct, Q4_K_M), fetched by
-//! `scripts/fetch-models`: answers, tool calls, stop sequences, JSON mode, prefix reuse,
-//! batching and the limits around them. Greedy decoding makes the content assertions exact.
+//! The embedded model on the real GGUF (Qwen2.5-Coder-0.5B-Instruct, its Q5_0 and Q6_K
+//! matrices re-quantised to Q8_0), made by `scripts/fetch-models`: answers, tool calls, stop
+//! sequences, JSON mode, prefix reuse, batching and the limits around them. Greedy decoding
+//! makes the content assertions exact.
 
 #![cfg(feature = "local")]
 
@@ -15,7 +16,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 fn model_path() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/qwen2.5-coder-0.5b-instruct-q8_0-mix.gguf");
     assert!(path.is_file(), "{} is missing: run scripts/fetch-models", path.display());
     path
 }
@@ -64,7 +65,7 @@ async fn answers_a_fixed_prompt_with_the_same_right_answer_every_time() {
     assert_eq!(first.finish, Some(FinishReason::Stop));
     let usage = first.usage.unwrap();
     assert!(usage.prompt_tokens > 10 && usage.completion_tokens >= 1, "{usage:?}");
-    assert_eq!(model.id(), "local/qwen2.5-coder-0.5b-instruct-q4_k_m");
+    assert_eq!(model.id(), "local/qwen2.5-coder-0.5b-instruct-q8_0-mix");
 }
 
 #[tokio::test]

@@ -52,7 +52,7 @@ fn without_a_section_the_embedded_model_answers() {
             assert_eq!(config.llm.provider, "local");
             assert_eq!(
                 config.llm.provider_config("local").expect("built in").model(),
-                "qwen2.5-coder-0.5b-instruct-q4_k_m"
+                "qwen2.5-coder-0.5b-instruct-q8_0-mix"
             );
         } else {
             assert!(!result.expect("valid").llm.enabled(), "a build without it has no model by default");

@@ -46,8 +46,8 @@ pub struct LocalModelConfig {
 impl Default for LocalModelConfig {
     fn default() -> Self {
         Self {
-            path: PathBuf::from("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
-            model: "qwen2.5-coder-0.5b-instruct-q4_k_m".into(),
+            path: PathBuf::from("models/qwen2.5-coder-0.5b-instruct-q8_0-mix.gguf"),
+            model: "qwen2.5-coder-0.5b-instruct-q8_0-mix".into(),
             context_tokens: 4096,
             sequences: 4,
             threads: 0,
