@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod grounded;
+pub mod health;
 pub mod hub;
 pub mod jobs;
 pub mod knowledge;
@@ -207,13 +208,13 @@ impl Server {
                 Err(error) => tracing::error!(%error, "could not answer the messages a previous run left unanswered"),
             }
         });
-        let gateway = gateway::Gateway::new(
+        let gateway = Arc::new(gateway::Gateway::new(
             gateway,
             config.llm.prices.clone(),
             Arc::clone(service.store()),
             tenant.id.clone(),
             config.privacy.replies,
-        );
+        ));
         let auth = Arc::new(auth::Authenticator::new(config, Arc::clone(service.store())).await?);
         let widget_key = config.secrets.widget_key.clone();
         let rate_limits = Arc::new(
@@ -229,11 +230,12 @@ impl Server {
             conversations: service,
             jobs: Arc::clone(&jobs),
             web: Arc::new(web::WebAssets::new(config.web.dir.clone(), widget_key)),
-            gateway: Arc::new(gateway),
+            gateway: Arc::clone(&gateway),
             auth,
             rate_limits: Arc::clone(&rate_limits),
             telemetry: Arc::new(telemetry::Sources {
                 llm: model.clone(),
+                gateway,
                 jobs: Arc::clone(&jobs),
                 limits: rate_limits,
             }),

@@ -20,6 +20,7 @@ use crate::conversation::{ConversationService, Decided, Decision, Exchange, Tran
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathId, QueryParams};
 use crate::gateway::Gateway;
+use crate::health;
 #[allow(unused_imports)]
 use crate::jobs::{JobService, JobView, NewJob};
 use crate::knowledge::{DocumentSummary, IngestOutcome, NewDocument};
@@ -288,12 +289,17 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// Ready when the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "the store answers", body = serde_json::Value), (status = 503, body = ErrorBody)))]
-pub async fn readyz(State(service): State<Service>) -> Result<impl IntoResponse, ApiError> {
-    let store = service.store();
-    store.ping().await?;
-    Ok(Json(json!({ "status": "ready", "store": store.backend() })))
+/// Ready when the store answers; each dependency's state either way (`health`).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "the store answers: `status` is `ready`, or `degraded` when a model's breaker is open or rate limits are kept in this process while Redis does not answer; `store`, `models` (each provider's breaker), `rate_limits` and `jobs` say how each stands", body = serde_json::Value),
+    (status = 503, description = "the store does not answer: `status` is `unavailable`, with the same report", body = serde_json::Value)))]
+pub async fn readyz(
+    State(service): State<Service>,
+    State(sources): State<Arc<telemetry::Sources>>,
+) -> impl IntoResponse {
+    let readiness = health::readiness(service.store().as_ref(), &sources).await;
+    let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(readiness))
 }
 
 /// Query of the listing routes: `limit` (1 to 200, default 50), for conversations `before`

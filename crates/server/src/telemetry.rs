@@ -8,6 +8,7 @@
 //! that live elsewhere (breakers, the response cache, the job queue, the rate limiter).
 //! Histograms of durations share one set of buckets, in seconds.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -17,9 +18,11 @@ use axum::response::Response;
 use concierge_core::metric;
 use concierge_guard::KindSet;
 use concierge_llm::resilience::BreakerState;
+use concierge_llm::ChatModel;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::gateway::Gateway;
 use crate::jobs::JobService;
 use crate::llm::LlmStack;
 use crate::ratelimit::RateLimits;
@@ -54,21 +57,33 @@ pub fn install() {
 /// What a scrape reads besides what was recorded.
 pub struct Sources {
     pub llm: Option<Arc<LlmStack>>,
+    pub gateway: Arc<Gateway>,
     pub jobs: Arc<JobService>,
     pub limits: Arc<RateLimits>,
 }
 
+impl Sources {
+    /// Every provider in use, the agent's and the gateway's, once each (they share
+    /// breakers), with where its breaker stands.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        let agent = self.llm.iter().flat_map(|llm| llm.breaker_states());
+        let gateway = self.gateway.models().map(|(_, model)| (model.id().to_owned(), model.breaker().state()));
+        let states: BTreeMap<String, BreakerState> = agent.chain(gateway).collect();
+        states.into_iter().collect()
+    }
+}
+
 /// The text of a scrape.
 pub fn render(sources: &Sources) -> String {
+    for (provider, state) in sources.breaker_states() {
+        let value = match state {
+            BreakerState::Closed => 0.0,
+            BreakerState::HalfOpen => 1.0,
+            BreakerState::Open => 2.0,
+        };
+        gauge!(metric::LLM_BREAKER_STATE, "provider" => provider).set(value);
+    }
     if let Some(llm) = &sources.llm {
-        for (provider, state) in llm.breaker_states() {
-            let value = match state {
-                BreakerState::Closed => 0.0,
-                BreakerState::HalfOpen => 1.0,
-                BreakerState::Open => 2.0,
-            };
-            gauge!(metric::LLM_BREAKER_STATE, "provider" => provider).set(value);
-        }
         if let Some(cache) = llm.cache_stats() {
             counter!(metric::LLM_CACHE_LOOKUPS, "result" => "hit").absolute(cache.hits);
             counter!(metric::LLM_CACHE_LOOKUPS, "result" => "miss").absolute(cache.misses);

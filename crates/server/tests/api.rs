@@ -238,8 +238,14 @@ async fn health_and_readiness_answer_and_every_response_has_a_request_id() {
     let response = server.client.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().contains_key("x-request-id"));
-    let body: Value = server.client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(body, json!({ "status": "ready", "store": "sqlite" }));
+    let response = server.client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["store"], json!({ "up": true, "backend": "sqlite" }), "{body}");
+    assert_eq!(body["rate_limits"]["falling_back"], false, "{body}");
+    assert_eq!(body["jobs"]["queue_depth"], 0, "{body}");
+    assert!(body["models"].is_array(), "{body}");
 }
 
 async fn backend_order(backend: &str, id: &str) -> Value {

@@ -324,6 +324,13 @@ async fn a_providers_failures_are_statuses_a_client_can_act_on() {
     assert_eq!((status, code(&body).as_str()), (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"));
     assert!(headers.contains_key(header::RETRY_AFTER));
     assert_eq!(upstream.requests().len(), before, "an open breaker calls nobody");
+    // The process stays ready, and says which provider it is doing without.
+    let response = server.client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ready: Value = response.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let open: Vec<&Value> = ready["models"].as_array().unwrap().iter().filter(|m| m["breaker"] == "open").collect();
+    assert_eq!(open.len(), 1, "{ready}");
 
     // Bad requests never reach the provider.
     for (body, expected) in [

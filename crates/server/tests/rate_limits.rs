@@ -106,3 +106,22 @@ async fn two_processes_sharing_redis_enforce_one_limit() {
         assert!(retry.is_some());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_does_not_answer_leaves_the_process_ready_and_says_it_is_degraded() {
+    let tenant = fresh_tenant();
+    let server = TestServer::start_with(|config| {
+        tight(config, &tenant, 1_000, 1_000);
+        // Nothing listens on port 1.
+        config.secrets.redis_url = Some("redis://127.0.0.1:1".to_owned().into());
+    })
+    .await;
+    let (status, _, _) = answer(server.client.get(server.url("/v1/stats")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "limits are kept in memory meanwhile");
+    let (status, _, ready) = answer(reqwest::get(server.url("/readyz")).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["rate_limits"]["falling_back"], true, "{ready}");
+    assert_eq!(ready["rate_limits"]["backend"], "memory (redis unavailable)", "{ready}");
+    assert_eq!(ready["store"]["up"], true, "{ready}");
+}
